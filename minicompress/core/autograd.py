@@ -1,0 +1,68 @@
+"""Reverse-mode automatic differentiation over a topological order of the graph.
+
+`backward(root, grad)` computes dL/dx for every tensor x that `root` was computed from:
+1. order the graph so that every tensor comes after the tensors computed from it (reverse topological),
+2. seed dL/droot = grad (1 for a scalar loss),
+3. for each tensor in that order, call its op's `backward` with the summed gradient from all its uses,
+   and add the results to the gradients of its inputs.
+Leaves that require grad accumulate into `.grad`. The walk is iterative, so deep graphs (long training
+loops unrolled by accident, deep nets) cannot hit Python's recursion limit.
+"""
+import numpy as np
+
+
+def topological_order(root):
+    """Tensors reachable from `root` through recorded ops, each after all of its parents."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._parents is not None:
+            for parent in node._parents:
+                if getattr(parent, "requires_grad", False) and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def backward(root, grad=None):
+    if not root.requires_grad:
+        raise ValueError("backward: this tensor does not require grad (no input had requires_grad=True, "
+                         "or it was computed under no_grad())")
+    if grad is None:
+        if root.data.size != 1:
+            raise ValueError(f"backward: the tensor has shape {root.shape}; a gradient can only be created "
+                             "implicitly for a scalar output -- pass grad= with the same shape")
+        grad = np.ones_like(root.data)
+    else:
+        grad = np.asarray(grad.data if hasattr(grad, "data") and not isinstance(grad, np.ndarray) else grad,
+                          dtype=root.data.dtype)
+        if grad.shape != root.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape}, expected the tensor's shape {root.shape}")
+
+    grads = {id(root): grad}
+    for node in reversed(topological_order(root)):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._op is None or node._retain:
+            node.grad = np.array(g, dtype=node.data.dtype) if node.grad is None else node.grad + g
+        if node._op is None:
+            continue
+        input_grads = node._op.backward(node._ctx, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, pg in zip(node._parents, input_grads):
+            if pg is None or not getattr(parent, "requires_grad", False):
+                continue
+            if pg.shape != parent.data.shape:
+                raise RuntimeError(f"{node._op.__name__}.backward returned a gradient of shape {pg.shape} "
+                                   f"for an input of shape {parent.data.shape}")
+            key = id(parent)
+            grads[key] = pg if key not in grads else grads[key] + pg
