@@ -55,9 +55,14 @@ def backward(root, grad=None):
             node.grad = np.array(g, dtype=node.data.dtype) if node.grad is None else node.grad + g
         if node._op is None:
             continue
+        grad_hook = node._ctx.grad_hook
+        if grad_hook is not None:  # set by autocast (core/function.py): low-precision gradients
+            g = grad_hook(g)
         input_grads = node._op.backward(node._ctx, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if grad_hook is not None:
+            input_grads = tuple(None if pg is None else grad_hook(pg) for pg in input_grads)
         for parent, pg in zip(node._parents, input_grads):
             if pg is None or not getattr(parent, "requires_grad", False):
                 continue

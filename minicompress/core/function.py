@@ -21,7 +21,9 @@ an input requires them -- links the output to its inputs so that `Tensor.backwar
 Autocast hook. Mixed precision (`minicompress.precision.autocast`, floor 3) changes how some ops compute
 without this floor knowing about it: while a hook object is installed with `set_op_hook`, `apply`
 passes the op's name and raw inputs through `hook.before(name, arrays)` and its output through
-`hook.after(name, out)`. The hook decides from plain lists of op names what to round.
+`hook.after(name, out)`. The hook decides from plain lists of op names what to round. A hook may also
+have `grad_rounding(name) -> callable or None`: the callable is stored as `ctx.grad_hook` and `backward`
+passes the op's incoming gradient and the gradients it returns through it (low-precision gradients).
 """
 import numpy as np
 
@@ -41,10 +43,25 @@ def get_op_hook():
     return _op_hook
 
 
+_trace_hook = None
+
+
+def set_trace_hook(hook):
+    """Install `hook(cls, args, kwargs, result)`, called after every Function.apply (or None). Returns the old one."""
+    global _trace_hook
+    previous, _trace_hook = _trace_hook, hook
+    return previous
+
+
+def get_trace_hook():
+    return _trace_hook
+
+
 class Context:
     """What `forward` leaves for `backward`: saved arrays, and which inputs need a gradient."""
 
     __slots__ = ("saved", "needs_input_grad", "__dict__")
+    grad_hook = None  # set by an op hook (autocast): applied to the incoming and outgoing gradients of this op
 
     def __init__(self, needs_input_grad=()):
         self.saved = ()
@@ -83,11 +100,15 @@ class Function:
         out = cls.forward(ctx, *raw, **kwargs)
         if hook is not None:
             out = hook.after(cls.name, out)
+            if record and hasattr(hook, "grad_rounding"):  # autocast: low-precision ops get low-precision grads
+                ctx.grad_hook = hook.grad_rounding(cls.name)
         result = Tensor._wrap(out, record)
         if record:
             result._ctx = ctx
             result._op = cls
             result._parents = args
+        if _trace_hook is not None:
+            _trace_hook(cls, args, kwargs, result)
         return result
 
 

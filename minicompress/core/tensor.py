@@ -76,7 +76,17 @@ class Tensor:
         return self.data
 
     def item(self):
+        if _function.get_trace_hook() is not None:
+            raise RuntimeError("Tensor.item() while tracing a graph: a Python number computed from a tensor "
+                               "(data-dependent control flow or arithmetic) cannot be recorded as a graph op")
         return self.data.item()
+
+    def __bool__(self):
+        """As before (Python's fallback `len(t) != 0`), but an error while a graph is being traced."""
+        if _function.get_trace_hook() is not None:
+            raise RuntimeError("bool(Tensor) while tracing a graph: data-dependent Python control flow "
+                               "(`if tensor:`, `while tensor:`, `and`/`or` on tensors) cannot be traced")
+        return len(self) != 0
 
     def __repr__(self):
         body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
@@ -337,3 +347,4 @@ def where(condition, a, b):
 from . import elementwise as _e  # noqa: E402  (the ops import Function, which imports Tensor)
 from . import reduce as _r  # noqa: E402
 from . import shape as _s  # noqa: E402
+from . import function as _function  # noqa: E402
