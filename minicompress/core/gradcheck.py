@@ -60,7 +60,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         ana = t.grad if t.grad is not None else np.zeros_like(num)
         bad = np.abs(ana - num) > atol + rtol * np.abs(num)
         if bad.any():
-            i = np.unravel_index(np.argmax(np.abs(ana - num)), num.shape)
+            i = tuple(int(j) for j in np.unravel_index(np.argmax(np.abs(ana - num)), num.shape))
             raise AssertionError(f"gradcheck: input {k} (shape {num.shape}) element {i}: "
                                  f"analytic {ana[i]:.8g} vs numeric {num[i]:.8g}; "
                                  f"{int(bad.sum())} of {bad.size} elements disagree")
