@@ -91,12 +91,21 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        # One pass over the arguments: unwrap Tensors, note which need a gradient (this is the hot path of
+        # every op, so it is written for speed rather than brevity).
+        raw, needs = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                raw.append(a.data)
+                needs.append(a.requires_grad)
+            else:
+                raw.append(a)
+                needs.append(False)
+        record = grad_mode._enabled and True in needs
         hook = _op_hook
         if hook is not None:
             raw = hook.before(cls.name, raw)
-        record = grad_mode._enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
-        ctx = Context(tuple(isinstance(a, Tensor) and a.requires_grad for a in args) if record else ())
+        ctx = Context(tuple(needs) if record else ())
         out = cls.forward(ctx, *raw, **kwargs)
         if hook is not None:
             out = hook.after(cls.name, out)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import init
-from .functional.linear import linear
+from .functional.linear import LinearFn
 from .module import Module
 from .parameter import Parameter
 
@@ -37,7 +37,7 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"{self!r}: input has shape {tuple(x.shape)}, expected the last dimension "
                              f"to be in_features={self.in_features}")
-        return linear(x, self.weight, self.bias)
+        return LinearFn.apply(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
