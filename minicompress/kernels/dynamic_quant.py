@@ -1,0 +1,96 @@
+"""Dynamic activation quantization: float32 [M, K] -> uint8 [M, K_pad], per tensor or per row (NumPy + Numba).
+
+Dynamic quantization (PyTorch's quantize_dynamic, the deck's BERT example) picks the activation's qparams at
+run time from the batch itself:
+
+    min_neg = min(min(x), 0), max_pos = max(max(x), 0)                       (over the tensor, or each row)
+    scale   = max((max_pos - min_neg) / (qmax - qmin), eps_float32)          float32, qmin = 0
+    zp      = clamp(qmin - rint(min_neg / scale), qmin, qmax)
+    q       = clamp(rint(x * (1 / scale)) + zp, qmin, qmax)                  uint8; rint = half to even
+
+the same float32 arithmetic as `quant.calc_qparams` / `quant.quantize` (and PyTorch: multiply by the float32
+reciprocal). qmax = 255, or 127 with reduce_range=True (what PyTorch's x86 backend uses because its older
+vpmaddubsw kernels saturate int16; VNNI does not, so 255 is safe here). Per row ("per token") gives each row
+its own (scale, zp): better accuracy for rows of very different ranges, same cost.
+The output rows are zero-padded to K_pad (a multiple of 4) so the VNNI kernel can read 4 bytes at a time.
+The ranges come from NumPy's vectorised min / max; then one parallel Numba pass computes each row's (scale, zp)
+and quantizes the row.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .checks import check_array
+
+FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
+
+
+@njit(cache=True)
+def _qparams(lo, hi, qmax):
+    min_neg = min(lo, np.float32(0.0))
+    max_pos = max(hi, np.float32(0.0))
+    scale = max(np.float32(max_pos - min_neg) / np.float32(qmax), FLOAT32_EPS)
+    zp = np.int64(-np.rint(min_neg / scale))
+    return scale, min(max(zp, np.int64(0)), np.int64(qmax))
+
+
+@njit(cache=True)
+def _quantize_row(row, scale, zp, qmax, out_row):
+    """out_row = clamp(rint(row * (1 / scale)) + zp, 0, qmax), in float32 (exact: all values are small
+    integers), then zero padding up to out_row's width. Rows come in as 1-D slices: unit stride, vectorised."""
+    inv_scale = np.float32(1.0) / scale
+    zp_f, qmax_f = np.float32(zp), np.float32(qmax)
+    for k in range(row.shape[0]):
+        q = np.rint(row[k] * inv_scale) + zp_f
+        out_row[k] = np.uint8(min(max(q, np.float32(0.0)), qmax_f))
+    for k in range(row.shape[0], out_row.shape[0]):
+        out_row[k] = 0
+
+
+@njit(cache=True, parallel=True)
+def _quantize_rows_u8(x, row_min, row_max, qmax, out, scales, zero_points):
+    for i in prange(x.shape[0]):
+        scale, zp = _qparams(row_min[i], row_max[i], qmax)
+        scales[i], zero_points[i] = scale, zp
+        _quantize_row(x[i], scale, zp, qmax, out[i])
+
+
+def quantize_dynamic_u8(x, per_row=False, reduce_range=False, k_padded=None):
+    """float32 x [M, K] -> (q uint8 [M, k_padded], scale float32 [M], zero_point int32 [M]).
+
+    Per tensor, every row gets the same (scale, zero_point). k_padded defaults to K rounded up to 4.
+    The ranges come from NumPy's SIMD min / max (a Numba loop with `min()` does not vectorise: 5x slower);
+    NaN and inf propagate into them, so checking the ranges checks the data."""
+    check_array("x", x, np.float32, ndim=2)
+    m_size, k_size = x.shape
+    if m_size == 0 or k_size == 0:
+        raise ValueError(f"x must not be empty, got shape {x.shape}")
+    k_padded = -(-k_size // 4) * 4 if k_padded is None else int(k_padded)
+    if k_padded < k_size:
+        raise ValueError(f"k_padded={k_padded} is smaller than K={k_size}")
+    if per_row:
+        row_min, row_max = x.min(axis=1), x.max(axis=1)
+    else:
+        row_min, row_max = np.full(m_size, x.min(), np.float32), np.full(m_size, x.max(), np.float32)
+    if not (np.isfinite(row_min).all() and np.isfinite(row_max).all()):
+        raise ValueError("x contains NaN or inf: dynamic quantization needs finite activations")
+    qmax = 127 if reduce_range else 255
+    out = np.empty((m_size, k_padded), np.uint8)
+    scales = np.empty(m_size, np.float32)
+    zero_points = np.empty(m_size, np.int32)
+    _quantize_rows_u8(x, row_min, row_max, np.int64(qmax), out, scales, zero_points)
+    return out, scales, zero_points
+
+
+def quantize_dynamic_u8_reference(x, per_row=False, reduce_range=False):
+    """NumPy twin (unpadded q [M, K])."""
+    x = np.asarray(x, np.float32)
+    qmax = 127 if reduce_range else 255
+    lo = x.min(axis=1) if per_row else np.full(x.shape[0], x.min(), np.float32)
+    hi = x.max(axis=1) if per_row else np.full(x.shape[0], x.max(), np.float32)
+    min_neg = np.minimum(lo, np.float32(0))
+    max_pos = np.maximum(hi, np.float32(0))
+    scale = np.maximum((max_pos - min_neg) / np.float32(qmax), FLOAT32_EPS).astype(np.float32)
+    zp = np.clip(-np.rint(min_neg / scale), 0, qmax).astype(np.int64)
+    inv = (np.float32(1) / scale).astype(np.float32)
+    q = np.clip(np.rint(x * inv[:, None]) + zp[:, None], 0, qmax).astype(np.uint8)
+    return q, scale, zp.astype(np.int32)

@@ -1,0 +1,194 @@
+"""Fused epilogues: what happens to an int32 accumulator tile before it leaves the cache, in one pass.
+
+A GEMM kernel computes raw[m, n] = sum_k a[m, k] * w[n, k] for a 4 x 64 tile (a uint8, w int8) and hands the
+tile to `epilogue_row`, which in the same pass applies (Jacob et al. 2018, eq. 7; za, zw zero points):
+
+    acc[m, n] = raw - za[m] * colsum_w[n] - zw[n] * (rowsum_a[m] - K * za[m]) + bias_int32[n]
+              = sum_k (a[m, k] - za[m]) * (w[n, k] - zw[n]) + bias_int32[n]           (exact, int64)
+then one of three outputs:
+    "int32":   clamp(acc, int32) (after ReLU: max(acc, 0))
+    "requant": clamp(requantize(acc, m0[n], shift[n]) + z_out, qmin, qmax)    gemmlowp rounding, as
+               `kernels.requantize`; ReLU is folded into the clamp (qmin >= z_out) by the caller
+    "float":   float32(acc) * (a_scale[m] * w_scale[n]) + bias_float[n]  (then ReLU: max(., 0))
+               the dequantizing epilogue of dynamic quantization (float bias, as PyTorch's dynamic Linear)
+
+Per-row za / a_scale allow per-row (per-token) activation quantization; per-column parameters allow
+per-channel weights. All parameters travel as one tuple of arrays (`make_epilogue`), so every call of a kernel
+has the same Numba signature and compiles once. The requantized output is written as the low byte into a
+uint8 buffer and viewed as int8 when the caller asked for int8 (two's complement: same bits).
+"""
+import numpy as np
+from numba import njit
+
+from .checks import check_array
+from .requantize import INT32_MAX, INT32_MIN
+
+MODES = {"int32": 0, "requant": 1, "float": 2}
+
+
+def epilogue_columns(packed, *, output="int32", bias_int32=None, m0=None, shift=None, out_zero_point=0,
+                     qmin=0, qmax=255, bias_float=None, relu=False):
+    """The per-layer half of the epilogue (per output column), validated and padded once.
+
+    Returns a dict: mode, bias_i, m0, left, right, w_scale, bias_f (arrays of n_padded) and out_zp, qmin,
+    qmax, relu. A layer object builds it at construction; `epilogue_rows` adds the per-call half."""
+    if output not in MODES:
+        raise ValueError(f"output must be one of {sorted(MODES)}, got {output!r}")
+    n_pad = packed.n_padded
+    bias_i = np.zeros(n_pad, np.int64)
+    if bias_int32 is not None:
+        check_array("bias_int32", bias_int32, np.int32, ndim=1, contiguous=False)
+        if bias_int32.shape[0] != packed.n:
+            raise ValueError(f"bias_int32 must have shape ({packed.n},), got {bias_int32.shape}")
+        bias_i[:packed.n] = bias_int32
+    m0_arr, left, right = np.zeros(n_pad, np.int64), np.zeros(n_pad, np.int64), np.zeros(n_pad, np.int64)
+    if output == "requant":
+        if m0 is None or shift is None:
+            raise ValueError("output='requant' needs m0 and shift (from kernels.quantize_multiplier)")
+        m0_n = np.broadcast_to(np.asarray(m0, np.int64), (packed.n,))
+        shift_n = np.broadcast_to(np.asarray(shift, np.int64), (packed.n,))
+        if np.any(m0_n < 0) or np.any(m0_n > INT32_MAX) or np.any(shift_n < -31) or np.any(shift_n > 62):
+            raise ValueError("m0 must be in [0, 2^31) and shift in [-31, 62]: use quantize_multiplier(M)")
+        m0_arr[:packed.n] = m0_n
+        left[:packed.n] = np.maximum(-shift_n, 0)
+        right[:packed.n] = np.maximum(shift_n, 0)
+    bias_f = np.zeros(n_pad, np.float32)
+    if output == "float":
+        if packed.scale is None:
+            raise ValueError("output='float' needs a PackedWeight built with a scale")
+        if bias_float is not None:
+            bias_float = np.asarray(bias_float, dtype=np.float32)
+            if bias_float.shape != (packed.n,):
+                raise ValueError(f"bias must have shape ({packed.n},), got {bias_float.shape}")
+            bias_f[:packed.n] = bias_float
+    colsum, zw, w_scale = packed.epilogue_columns
+    return {"mode": MODES[output], "bias_i": bias_i, "m0": m0_arr, "left": left, "right": right,
+            "w_scale": w_scale, "bias_f": bias_f, "out_zp": int(out_zero_point), "qmin": int(qmin),
+            "qmax": int(qmax), "relu": int(bool(relu)), "colsum": colsum, "zw": zw,
+            "weight_zero_point": bool(np.any(zw != 0)), "k": packed.k}
+
+
+def epilogue_rows(columns, m_size, a_zero_point, a_row_sums=None, a_scale=None):
+    """The per-call half: activation zero point(s) and scale(s), one per row or one for all; returns the
+    tuple of arrays the kernels take."""
+    za = _row_vector("a_zero_point", a_zero_point, m_size, np.int64)
+    colsum, zw = columns["colsum"], columns["zw"]
+    if columns["weight_zero_point"]:
+        if a_row_sums is None:
+            raise ValueError("a_row_sums is needed when the weight has a nonzero zero_point")
+        rowterm = np.asarray(a_row_sums, dtype=np.int64) - columns["k"] * za
+    else:
+        rowterm = np.zeros(m_size, np.int64)
+    if columns["mode"] == 2:
+        if a_scale is None:
+            raise ValueError("output='float' needs a_scale (the activation scale)")
+        a_scale_arr = _row_vector("a_scale", a_scale, m_size, np.float32)
+    else:
+        a_scale_arr = np.zeros(m_size, np.float32)
+    # the common case (one activation zero point, zero weight zero points) needs one add per output:
+    # acc = raw + colterm[n], colterm = bias - za[0] * colsum; other rows add -(za[m] - za[0]) * colsum[n]
+    # - zw[n] * rowterm[m] ("row_dependent")
+    za_ref = za[0] if m_size else 0
+    colterm = columns["bias_i"] - za_ref * colsum if za_ref else columns["bias_i"]
+    za_delta = za - za_ref
+    per_row_za = np.ndim(a_zero_point) > 0 and bool(np.any(za_delta != 0))
+    row_dependent = int(columns["weight_zero_point"] or per_row_za)
+    params = np.array([columns["mode"], columns["out_zp"], columns["qmin"], columns["qmax"], columns["relu"],
+                       row_dependent], dtype=np.int64)
+    return (za_delta, rowterm, a_scale_arr, colsum, zw, colterm, columns["m0"], columns["left"], columns["right"],
+            columns["w_scale"], columns["bias_f"], params)
+
+
+def make_epilogue(m_size, packed, a_zero_point=0, a_row_sums=None, *, output="int32", bias_int32=None,
+                  m0=None, shift=None, out_zero_point=0, qmin=0, qmax=255, a_scale=None, bias_float=None,
+                  relu=False):
+    """Both halves at once: the tuple of arrays the kernels take (see module docstring)."""
+    columns = epilogue_columns(packed, output=output, bias_int32=bias_int32, m0=m0, shift=shift,
+                               out_zero_point=out_zero_point, qmin=qmin, qmax=qmax, bias_float=bias_float,
+                               relu=relu)
+    return epilogue_rows(columns, m_size, a_zero_point, a_row_sums, a_scale)
+
+
+def _row_vector(name, value, m_size, dtype):
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return np.full(m_size, arr, dtype=dtype)
+    if arr.shape != (m_size,):
+        raise ValueError(f"{name} must be a scalar or have one entry per row ({m_size},), got {arr.shape}")
+    return arr.astype(dtype)
+
+
+@njit(cache=True)
+def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
+    """Finish output rows row0 .. row0 + rows - 1, columns col0 .. col0 + n_cols - 1, from the raw int32
+    accumulators tile[r * 64 + j]: one call per work item, parameters unpacked and sliced once per tile.
+
+    Operands are sliced to unit-stride views so LLVM vectorises the inner loops; doing the unpacking and
+    slicing once per row instead (a per-row helper) made the epilogue cost more than the GEMM on small K."""
+    za_delta, rowterm, a_scale, colsum, zw, colterm, m0, left, right, w_scale, bias_f, params = ep
+    mode, out_zp, qmin, qmax, relu, row_dependent = params[0], params[1], params[2], params[3], params[4], params[5]
+    cols = slice(col0, col0 + n_cols)
+    colsum_v, zw_v, colterm_v = colsum[cols], zw[cols], colterm[cols]
+    m0_v, left_v, right_v = m0[cols], left[cols], right[cols]
+    w_scale_v, bias_f_v = w_scale[cols], bias_f[cols]
+    low = np.int64(0) if relu != 0 else np.int64(INT32_MIN)         # ReLU as a clamp: no branch in the loops
+    low_f = np.float32(0.0) if relu != 0 else np.float32(-np.inf)
+    for r in range(rows):
+        m = row0 + r
+        raw = tile[r * 64:r * 64 + n_cols]
+        za_m, rowterm_m = za_delta[m], rowterm[m]
+        if mode == 0 and row_dependent == 0:
+            out = out_i32[m, cols]
+            for j in range(n_cols):
+                out[j] = min(max(np.int64(raw[j]) + colterm_v[j], low), np.int64(INT32_MAX))
+        elif mode == 0:
+            out = out_i32[m, cols]
+            for j in range(n_cols):
+                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
+                out[j] = min(max(acc, low), np.int64(INT32_MAX))
+        elif mode == 1:
+            out8 = out_u8[m, cols]
+            for j in range(n_cols):
+                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
+                x = min(max(acc, np.int64(INT32_MIN)), np.int64(INT32_MAX))
+                x = min(max(x << left_v[j], np.int64(INT32_MIN)), np.int64(INT32_MAX))
+                prod = x * m0_v[j]                                         # SaturatingRoundingDoublingHighMul
+                total = prod + (np.int64(1 << 30) if prod >= 0 else np.int64(1 - (1 << 30)))
+                q = (total + (np.int64((1 << 31) - 1) if total < 0 else np.int64(0))) >> 31   # truncate to 0
+                mask = (np.int64(1) << right_v[j]) - 1                     # RoundingDivideByPOT
+                threshold = (mask >> 1) + (np.int64(1) if q < 0 else np.int64(0))
+                q = (q >> right_v[j]) + (np.int64(1) if (q & mask) > threshold else np.int64(0))
+                q = min(max(q + out_zp, qmin), qmax)
+                out8[j] = np.uint8(q & 0xFF)
+        else:
+            outf = out_f32[m, cols]
+            scale_m = a_scale[m]
+            for j in range(n_cols):
+                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
+                y = np.float32(acc) * (scale_m * w_scale_v[j]) + bias_f_v[j]
+                outf[j] = max(y, low_f)
+
+
+def epilogue_reference(raw, ep, n):
+    """NumPy twin of `epilogue_row` on a whole raw product [M, N] (int64): returns the finished output
+    (int32, uint8 holding the requantized bytes, or float32) for the same `ep` tuple."""
+    za_delta, rowterm, a_scale, colsum, zw, colterm, m0, left, right, w_scale, bias_f, params = ep
+    mode, out_zp, qmin, qmax, relu, _ = (int(v) for v in params)
+    cols = slice(0, n)
+    acc = (np.asarray(raw, np.int64) + colterm[None, cols] - za_delta[:, None] * colsum[None, cols]
+           - zw[None, cols] * rowterm[:, None])
+    if mode == 0:
+        if relu:
+            acc = np.maximum(acc, 0)
+        return np.clip(acc, INT32_MIN, INT32_MAX).astype(np.int32)
+    if mode == 1:
+        x = np.clip(acc, INT32_MIN, INT32_MAX)
+        x = np.clip(x << left[None, cols], INT32_MIN, INT32_MAX)
+        prod = x * m0[None, cols]
+        total = prod + np.where(prod >= 0, 1 << 30, 1 - (1 << 30))
+        q = np.where(total >= 0, total >> 31, -((-total) >> 31))
+        mask = (np.int64(1) << right[None, cols]) - 1
+        q = (q >> right[None, cols]) + ((q & mask) > (mask >> 1) + (q < 0))
+        return (np.clip(q + out_zp, qmin, qmax) & 0xFF).astype(np.uint8)
+    y = acc.astype(np.float32) * (a_scale[:, None] * w_scale[None, cols]) + bias_f[None, cols]
+    return np.maximum(y, np.float32(0)) if relu else y

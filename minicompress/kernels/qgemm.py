@@ -1,0 +1,251 @@
+"""Fast quantized GEMM entry points: packed weights, uint8 activations, fused epilogues, run-time dispatch.
+
+    gemm_u8s8s32(a, packed, a_zero_point=0, *, bias_int32=None, relu=False, path=None) -> int32 [M, N]
+        sum_k (a[m, k] - za) (w[n, k] - zw[n]) + bias[n]          a uint8 [M, K] (or int8: shifted by 128)
+    qlinear(x_q, x_zero_point, packed, m0, shift, out_zero_point, *, bias_int32=None, relu=False,
+            out_dtype=np.uint8, path=None) -> out_dtype [M, N]
+        static integer-only Linear (Jacob et al. 2018): GEMM + bias + fixed-point requantization (+ ReLU
+        folded into the clamp: qmin = max(qmin, out_zero_point)) in one pass over the output
+    qlinear_dynamic(x, packed, bias=None, *, per_row=False, reduce_range=False, relu=False, path=None)
+        -> float32 [M, N]: quantize x to uint8 at run time, GEMM, dequantize + float bias (+ ReLU) fused
+    qconv2d(x_q, x_zero_point, packed, kernel_size, m0, shift, out_zero_point, *, stride=1, padding=0,
+            bias_int32=None, relu=False, out_dtype=np.uint8, output="requant", path=None) -> [N, O, OH, OW]
+        integer Conv2d: im2col (padded with the input zero point) + the same GEMM and epilogue
+    gemm_s8s8s32_packed(a int8, b int8) -> int32: the s8 x s8 product through the u8 x s8 kernels
+        (a + 128 is uint8; subtract 128 * colsum(b)): how `gemm_s8s8s32` uses VNNI
+
+`packed` is a `PackedWeight` from `pack_weight(w_int8 [N, K], scale, zero_point)` (packing.py), built once.
+`path`: None = the fastest exact kernel of this CPU (kernels.cpu.kernel_path()), or "vnni" / "portable".
+"""
+import numpy as np
+
+from .checks import MAX_K_U8S8, check_array, check_inner_dims
+from .cpu import cpu_has_vnni, kernel_path
+from .dynamic_quant import quantize_dynamic_u8
+from .epilogue import epilogue_columns, epilogue_rows, make_epilogue
+from .im2col import as_pair, im2col_u8
+from .packing import GROUP, PackedWeight, pack_b
+from .u8s8 import gemm_packed_portable
+
+_DUMMY_I32 = np.zeros((1, 1), np.int32)
+_DUMMY_U8 = np.zeros((1, 1), np.uint8)
+_DUMMY_F32 = np.zeros((1, 1), np.float32)
+
+
+def resolve_path(path):
+    if path is None:
+        return kernel_path()
+    if path not in ("vnni", "portable"):
+        raise ValueError(f"path must be None, 'vnni' or 'portable', got {path!r}")
+    if path == "vnni" and not cpu_has_vnni():
+        raise ValueError("path='vnni' needs a CPU with AVX-512 VNNI (this one has none); use path='portable'")
+    return path
+
+
+_VNNI_KERNEL = []      # filled on first use: vnni.py is imported only where it can compile
+
+
+def _kernel(path):
+    if resolve_path(path) == "vnni":
+        if not _VNNI_KERNEL:
+            from .vnni import gemm_packed_vnni
+            _VNNI_KERNEL.append(gemm_packed_vnni)
+        return _VNNI_KERNEL[0]
+    return gemm_packed_portable
+
+
+def check_packed(packed, name="packed"):
+    if not isinstance(packed, PackedWeight):
+        raise TypeError(f"{name} must be a PackedWeight (from kernels.pack_weight), got {type(packed).__name__}")
+
+
+def prepare_activation(a, packed, a_zero_point, name="a"):
+    """uint8 / int8 [M, K] -> (uint8 rows padded to K_pad, flattened; row stride; zero point(s) for uint8).
+
+    int8 is mapped to uint8 by a + 128 (x ^ 0x80), with its zero point moved by +128: same differences."""
+    check_packed(packed)
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.uint8, np.int8):
+        got = a.dtype.name if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a uint8 (or int8) numpy array, got {got}")
+    check_array(name, a, a.dtype, ndim=2)
+    check_inner_dims(name, a.shape, "the packed weight", packed.k)
+    za = np.asarray(a_zero_point, dtype=np.int64)
+    if not np.issubdtype(np.asarray(a_zero_point).dtype, np.integer):
+        raise TypeError(f"{name}_zero_point must be an integer (or integer array), got {a_zero_point!r}")
+    if a.dtype == np.int8:
+        a = a.view(np.uint8) ^ np.uint8(0x80)
+        za = za + 128
+    if np.any(za < 0) or np.any(za > 255):
+        raise ValueError(f"{name}_zero_point must lie in the activation's range, got {a_zero_point!r}")
+    if a.shape[1] != packed.k_padded:
+        padded = np.zeros((a.shape[0], packed.k_padded), np.uint8)
+        padded[:, :a.shape[1]] = a
+        a = padded
+    return a, za
+
+
+def _row_sums(a_u8, packed):
+    if packed.has_zero_point:
+        return a_u8.sum(axis=1, dtype=np.int64)
+    return None
+
+
+def _run(a_u8, packed, ep, output, path):
+    m_size = a_u8.shape[0]
+    out_i32 = np.empty((m_size, packed.n), np.int32) if output == "int32" else _DUMMY_I32
+    out_u8 = np.empty((m_size, packed.n), np.uint8) if output == "requant" else _DUMMY_U8
+    out_f32 = np.empty((m_size, packed.n), np.float32) if output == "float" else _DUMMY_F32
+    if m_size:
+        _kernel(path)(a_u8.reshape(-1), a_u8.shape[1], m_size, packed.data.reshape(-1), packed.n,
+                      packed.k_padded // GROUP, ep, out_i32, out_u8, out_f32)
+    return {"int32": out_i32, "requant": out_u8, "float": out_f32}[output]
+
+
+def gemm_u8s8s32(a, packed, a_zero_point=0, *, bias_int32=None, relu=False, path=None):
+    """Exact sum_k (a - za)(w - zw) (+ bias) as int32 [M, N]; a uint8 (or int8) [M, K], packed weight [N, K]."""
+    a_u8, za = prepare_activation(a, packed, a_zero_point)
+    ep = make_epilogue(a_u8.shape[0], packed, za, _row_sums(a_u8, packed), output="int32",
+                       bias_int32=bias_int32, relu=relu)
+    return _run(a_u8, packed, ep, "int32", path)
+
+
+class QLinear:
+    """Static integer-only Linear on a packed weight; every per-layer parameter prepared once (convert time).
+
+        layer = QLinear(packed, x_zero_point, m0, shift, out_zero_point, bias_int32=None, relu=False,
+                        out_dtype=np.uint8, path=None)
+        y_q = layer(x_q)     # x_q uint8 (or int8) [M, K] -> out_dtype [M, N]
+    y_q = clamp(requantize(sum (x - zx)(w - zw) + bias, m0, shift) + z_out, qmin, qmax), where m0, shift =
+    quantize_multiplier(s_x * s_w / s_out) (scalars or per output channel); relu clamps at z_out (real 0)."""
+
+    def __init__(self, packed, x_zero_point, m0, shift, out_zero_point, bias_int32=None, relu=False,
+                 out_dtype=np.uint8, path=None):
+        check_packed(packed)
+        self.packed, self.path = packed, path
+        self.out_dtype = np.dtype(out_dtype)
+        if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise TypeError(f"out_dtype must be uint8 or int8, got {self.out_dtype.name}")
+        info = np.iinfo(self.out_dtype)
+        if not info.min <= int(out_zero_point) <= info.max:
+            raise ValueError(f"out_zero_point={out_zero_point} is outside the {self.out_dtype.name} range")
+        if not np.issubdtype(np.asarray(x_zero_point).dtype, np.integer) or np.ndim(x_zero_point) != 0:
+            raise TypeError(f"x_zero_point must be one integer, got {x_zero_point!r}")
+        self.x_zero_point = int(x_zero_point)
+        qmin = max(info.min, int(out_zero_point)) if relu else info.min
+        self.columns = epilogue_columns(packed, output="requant", bias_int32=bias_int32, m0=m0, shift=shift,
+                                        out_zero_point=int(out_zero_point), qmin=qmin, qmax=info.max)
+        resolve_path(path)
+
+    def __call__(self, x_q):
+        a_u8, za = prepare_activation(x_q, self.packed, self.x_zero_point, name="x_q")
+        ep = epilogue_rows(self.columns, a_u8.shape[0], za, _row_sums(a_u8, self.packed))
+        out = _run(a_u8, self.packed, ep, "requant", self.path)
+        return out.view(np.int8) if self.out_dtype == np.int8 else out
+
+
+class DynamicQLinear:
+    """Dynamically quantized Linear: float32 x [M, K] -> float32 [M, N] = dequant(GEMM(quant(x), W)) + bias.
+
+        layer = DynamicQLinear(packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None)
+        y = layer(x)
+    x is quantized to uint8 at every call (per tensor, or per row), the weight was packed once with its
+    scale(s); the dequantization, the float bias and ReLU are fused into the GEMM's epilogue."""
+
+    def __init__(self, packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None):
+        check_packed(packed)
+        if packed.scale is None:
+            raise ValueError("a dynamic quantized Linear needs a PackedWeight with a scale: pack_weight(w_q, scale=)")
+        self.packed, self.per_row, self.reduce_range, self.path = packed, bool(per_row), bool(reduce_range), path
+        self.columns = epilogue_columns(packed, output="float", bias_float=bias, relu=relu)
+        resolve_path(path)
+
+    def __call__(self, x):
+        check_array("x", x, np.float32, ndim=2)
+        check_inner_dims("x", x.shape, "the packed weight", self.packed.k)
+        if x.shape[0] == 0:
+            return np.empty((0, self.packed.n), np.float32)
+        q, scale, zp = quantize_dynamic_u8(x, per_row=self.per_row, reduce_range=self.reduce_range,
+                                           k_padded=self.packed.k_padded)
+        row_sums = q.sum(axis=1, dtype=np.int64) if self.columns["weight_zero_point"] else None
+        ep = epilogue_rows(self.columns, q.shape[0], zp, row_sums, scale)
+        return _run(q, self.packed, ep, "float", self.path)
+
+
+def qlinear(x_q, x_zero_point, packed, m0, shift, out_zero_point, *, bias_int32=None, relu=False,
+            out_dtype=np.uint8, path=None):
+    """Static quantized Linear, one call (see QLinear: build that once per layer to skip the set-up)."""
+    return QLinear(packed, x_zero_point, m0, shift, out_zero_point, bias_int32, relu, out_dtype, path)(x_q)
+
+
+def qlinear_dynamic(x, packed, bias=None, *, per_row=False, reduce_range=False, relu=False, path=None):
+    """Dynamic quantized Linear, one call (see DynamicQLinear: build that once per layer)."""
+    return DynamicQLinear(packed, bias, per_row, reduce_range, relu, path)(x)
+
+
+def gemm_s8s8s32_packed(a, b, path=None):
+    """Exact int8 [M, K] x int8 [K, N] -> int32 via the packed u8 x s8 kernels (K <= 65793)."""
+    check_array("a", a, np.int8, ndim=2)
+    check_array("b", b, np.int8, ndim=2)
+    check_inner_dims("a", a.shape, "b", b.shape[0])
+    if a.shape[1] > MAX_K_U8S8:
+        raise ValueError(f"K={a.shape[1]} > {MAX_K_U8S8}: too large for the u8 x s8 kernels")
+    return gemm_u8s8s32(a, pack_b(b), 0, path=path)
+
+
+def qconv2d(x_q, x_zero_point, packed, kernel_size, m0, shift, out_zero_point, *, stride=1, padding=0,
+            bias_int32=None, relu=False, out_dtype=np.uint8, output="requant", path=None):
+    """Static quantized Conv2d (groups=1, dilation=1) through im2col and the packed GEMM.
+
+    x_q uint8 / int8 [N, C, H, W]; packed = pack_weight(w_q.reshape(O, C*kh*kw)); padding uses the input
+    zero point (real 0.0). output="requant" -> out_dtype [N, O, OH, OW] (as qlinear);
+    output="int32" -> the exact int32 accumulators (+ bias) [N, O, OH, OW] (m0 / shift ignored)."""
+    check_packed(packed)
+    if not isinstance(x_q, np.ndarray) or x_q.dtype not in (np.uint8, np.int8):
+        got = x_q.dtype.name if isinstance(x_q, np.ndarray) else type(x_q).__name__
+        raise TypeError(f"x_q must be a uint8 (or int8) numpy array, got {got}")
+    check_array("x_q", x_q, x_q.dtype, ndim=4)
+    if not np.issubdtype(np.asarray(x_zero_point).dtype, np.integer) or np.ndim(x_zero_point) != 0:
+        raise TypeError(f"x_zero_point must be one integer (per-tensor activation), got {x_zero_point!r}")
+    za = int(x_zero_point)
+    if x_q.dtype == np.int8:
+        x_q, za = x_q.view(np.uint8) ^ np.uint8(0x80), za + 128
+    if not 0 <= za <= 255:
+        raise ValueError(f"x_zero_point={x_zero_point} is outside the activation's range")
+    kh, kw = as_pair(kernel_size, "kernel_size")
+    channels = x_q.shape[1]
+    if channels * kh * kw != packed.k:
+        raise ValueError(f"the packed weight has in_features={packed.k} but the input has C*kh*kw = "
+                         f"{channels}*{kh}*{kw} = {channels * kh * kw}")
+    cols, out_h, out_w = im2col_u8(x_q, (kh, kw), stride, padding, pad_value=za, k_padded=packed.k_padded)
+    if output == "int32":
+        ep = make_epilogue(cols.shape[0], packed, za, _row_sums(cols, packed), output="int32",
+                           bias_int32=bias_int32, relu=relu)
+        flat = _run(cols, packed, ep, "int32", path)
+    elif output == "requant":
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+            raise TypeError(f"out_dtype must be uint8 or int8, got {out_dtype.name}")
+        info = np.iinfo(out_dtype)
+        if not info.min <= int(out_zero_point) <= info.max:
+            raise ValueError(f"out_zero_point={out_zero_point} is outside the {out_dtype.name} range")
+        qmin = max(info.min, int(out_zero_point)) if relu else info.min
+        ep = make_epilogue(cols.shape[0], packed, za, _row_sums(cols, packed), output="requant",
+                           bias_int32=bias_int32, m0=m0, shift=shift, out_zero_point=int(out_zero_point),
+                           qmin=qmin, qmax=info.max)
+        flat = _run(cols, packed, ep, "requant", path)
+        flat = flat.view(np.int8) if out_dtype == np.int8 else flat
+    else:
+        raise ValueError(f"output must be 'requant' or 'int32', got {output!r}")
+    batch = x_q.shape[0]
+    return np.ascontiguousarray(flat.reshape(batch, out_h, out_w, packed.n).transpose(0, 3, 1, 2))
+
+
+def gemm_u8s8s32_reference(a, weight, a_zero_point=0, weight_zero_point=0, bias_int32=None):
+    """NumPy twin of gemm_u8s8s32 on the unpacked int8 weight [N, K]: int64 arithmetic, then int32."""
+    za = np.asarray(a_zero_point, np.int64)
+    za = za[:, None] if za.ndim else za
+    zw = np.asarray(weight_zero_point, np.int64)
+    acc = (a.astype(np.int64) - za) @ (weight.astype(np.int64) - (zw[:, None] if zw.ndim else zw)).T
+    if bias_int32 is not None:
+        acc = acc + np.asarray(bias_int32, np.int64)
+    return np.clip(acc, -(2**31), 2**31 - 1).astype(np.int32)
