@@ -58,6 +58,19 @@ class MultiheadAttention(Module):
         b = None if self.in_proj_bias is None else self.in_proj_bias[index * E:(index + 1) * E]
         return linear(x, w, b)
 
+    def _project_packed(self, x):
+        """Q, K and V of one input in a single GEMM: (N, L, E) -> (N, L, 3E)."""
+        return linear(x, self.in_proj_weight, self.in_proj_bias)
+
+    def _in_projection(self, query, key, value):
+        """(N, L, E) inputs -> Q, K, V of shape (N, H, L, D). Quantized variants override the two projections."""
+        n, tgt_len, _ = query.shape
+        if query is key and key is value:  # self-attention: one GEMM for Q, K and V
+            qkv = self._project_packed(query)
+            qkv = qkv.reshape(n, tgt_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            return qkv[0], qkv[1], qkv[2]
+        return tuple(self._split_heads(self._project(t, i)) for i, t in enumerate((query, key, value)))
+
     def _split_heads(self, x):
         """(N, L, E) -> (N, H, L, D)."""
         n, length, _ = x.shape
@@ -77,12 +90,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"{type(self).__name__}: query {tuple(query.shape)}, key {tuple(key.shape)} and "
                              f"value {tuple(value.shape)} disagree on batch size or source length")
 
-        if query is key and key is value:  # self-attention: one GEMM for Q, K and V
-            qkv = linear(query, self.in_proj_weight, self.in_proj_bias)
-            qkv = qkv.reshape(n, tgt_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-        else:
-            q, k, v = (self._split_heads(self._project(t, i)) for i, t in enumerate((query, key, value)))
+        q, k, v = self._in_projection(query, key, value)
 
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         mask = self._merge_masks(attn_mask, key_padding_mask, n, tgt_len, src_len, scores.dtype)
