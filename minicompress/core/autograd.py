@@ -5,30 +5,35 @@
 2. seed dL/droot = grad (1 for a scalar loss),
 3. for each tensor in that order, call its op's `backward` with the summed gradient from all its uses,
    and add the results to the gradients of its inputs.
-Leaves that require grad accumulate into `.grad`. The walk is iterative, so deep graphs (long training
-loops unrolled by accident, deep nets) cannot hit Python's recursion limit.
+Leaves that require grad accumulate into `.grad`. Nothing recurses, so deep graphs (long training loops
+unrolled by accident, deep nets) cannot hit Python's recursion limit.
 """
 import numpy as np
 
+from .tensor import Tensor
+
 
 def topological_order(root):
-    """Tensors reachable from `root` through recorded ops, each after all of its parents."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if node._parents is not None:
-            for parent in node._parents:
-                if getattr(parent, "requires_grad", False) and id(parent) not in visited:
-                    stack.append((parent, False))
-    return order
+    """Tensors reachable from `root` through recorded ops, each after all of its parents.
+
+    Every Tensor carries its creation number `_seq`, and an op's output is always created after its
+    inputs, so sorting the reachable tensors by that number is a topological order: one sweep to collect
+    them, one sort, no recursion.
+    """
+    nodes, seen = [root], {id(root)}
+    for node in nodes:  # the list grows while it is walked: a breadth-first sweep
+        parents = node._parents
+        if parents is not None:
+            for parent in parents:
+                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in seen:
+                    seen.add(id(parent))
+                    nodes.append(parent)
+    nodes.sort(key=_creation_number)
+    return nodes
+
+
+def _creation_number(tensor):
+    return tensor._seq
 
 
 def backward(root, grad=None):
@@ -63,8 +68,8 @@ def backward(root, grad=None):
             input_grads = (input_grads,)
         if grad_hook is not None:
             input_grads = tuple(None if pg is None else grad_hook(pg) for pg in input_grads)
-        for parent, pg in zip(node._parents, input_grads):
-            if pg is None or not getattr(parent, "requires_grad", False):
+        for parent, pg, needed in zip(node._parents, input_grads, node._ctx.needs_input_grad):
+            if pg is None or not needed:
                 continue
             if pg.shape != parent.data.shape:
                 raise RuntimeError(f"{node._op.__name__}.backward returned a gradient of shape {pg.shape} "

@@ -10,7 +10,11 @@ down, so `Tensor(np.random.randn(3))` is float32); integer and boolean data keep
 require gradients. Only leaves (tensors made by the user, such as parameters) keep `.grad`, and it
 accumulates over `backward` calls until zeroed; call `retain_grad()` on an intermediate to keep its gradient.
 """
+import itertools
+
 import numpy as np
+
+_creation_counter = itertools.count()
 
 
 def _float_dtype(arr):
@@ -18,7 +22,7 @@ def _float_dtype(arr):
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_op", "_parents", "_retain", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_op", "_parents", "_retain", "_seq", "__weakref__")
     __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -34,6 +38,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx = self._op = self._parents = None
         self._retain = False
+        self._seq = next(_creation_counter)
 
     @classmethod
     def _wrap(cls, array, requires_grad):
@@ -44,6 +49,7 @@ class Tensor:
         t.requires_grad = requires_grad
         t._ctx = t._op = t._parents = None
         t._retain = False
+        t._seq = next(_creation_counter)  # creation order: an op's output always comes after its inputs
         return t
 
     # ---- what it is -------------------------------------------------------------------------------
