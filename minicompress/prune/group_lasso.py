@@ -99,8 +99,9 @@ class GroupLasso:
 
     def proximal_step(self, lr):
         """w_g <- max(0, 1 - lr * lambda / ||w_g||) w_g for every group (lr: a float or {id(param): lr})."""
+        all_norms = self.group_norms()
         for name, params in self.params.items():
-            norms = self.group_norms()[name]
+            norms = all_norms[name]
             rate = lr if not isinstance(lr, dict) else lr[id(params[0])]
             factor = np.maximum(0.0, 1.0 - rate * self.strength / np.where(norms > 0, norms, np.inf))
             factor[norms == 0] = 0.0
