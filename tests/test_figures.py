@@ -101,7 +101,7 @@ def test_readme_lists_every_figure_and_its_command():
 
 def test_the_other_subcommands_are_unchanged():
     parser = cli.build_parser()
-    assert parser.parse_args(["tour", "--fast"]).func is cli.tour
-    assert parser.parse_args(["report", "m.npz", "--no-latency"]).func is cli.report
+    assert parser.parse_args(["tour", "--fast"]).func is cli.run_tour
+    assert parser.parse_args(["report", "m.npz", "--no-latency"]).func is cli.run_report
     args = parser.parse_args(["figures"])
-    assert args.func is cli.figures and args.out == "figures" and args.only is None and not args.fast
+    assert args.func is cli.run_figures and args.out == "figures" and args.only is None and not args.fast
