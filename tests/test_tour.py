@@ -233,3 +233,10 @@ def test_tour_leaves_the_random_generator_as_it_was(monkeypatch):
 def test_json_path_in_a_missing_folder_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="json_path=.*does not exist"):
         tour.main(json_path=str(tmp_path / "no" / "such" / "tour.json"), fast=True)
+
+
+def test_cli_reports_a_bad_json_folder_without_a_traceback(tmp_path, capsys):
+    from minicompress import cli
+    code = cli.main(["tour", "--json", str(tmp_path / "missing" / "out.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "Traceback" not in err

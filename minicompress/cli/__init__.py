@@ -10,7 +10,11 @@ import sys
 
 def run_tour(args):
     from . import tour as tour_module  # see minicompress/cli/tour.py
-    return tour_module.main(json_path=args.json, fast=args.fast)
+    try:
+        return tour_module.main(json_path=args.json, fast=args.fast)
+    except ValueError as exc:  # a bad --json path: say so, no traceback
+        print(f"minicompress tour: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def run_report(args):
