@@ -105,13 +105,12 @@ def test_packing_layout_roundtrip_and_column_sums(n, k, seed):
 def test_dispatch_env_switch_forces_portable(monkeypatch):
     calls = []
     import minicompress.kernels.qgemm as qgemm
-    original = qgemm.gemm_packed_portable
+    for name in ("gemm_packed_portable", "gemm_packed_portable_serial"):   # threaded and one-thread drivers
+        def spy(*args, original=getattr(qgemm, name)):
+            calls.append(1)
+            return original(*args)
 
-    def spy(*args):
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(qgemm, "gemm_packed_portable", spy)
+        monkeypatch.setattr(qgemm, name, spy)
     rng = np.random.default_rng(0)
     a = int_matrix(rng, (8, 20), np.uint8)
     w = int_matrix(rng, (5, 20), np.int8)

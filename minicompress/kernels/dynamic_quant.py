@@ -54,9 +54,35 @@ def _quantize_rows_u8(x, row_min, row_max, qmax, out, scales, zero_points):
         _quantize_row(x[i], scale, zp, qmax, out[i])
 
 
-def quantize_dynamic_u8(x, per_row=False, reduce_range=False, k_padded=None):
+@njit(cache=True)
+def _quantize_rows_u8_serial(x, row_min, row_max, qmax, out, scales, zero_points):
+    """_quantize_rows_u8 on the calling thread (small inputs: no thread start-up)."""
+    for i in range(x.shape[0]):
+        scale, zp = _qparams(row_min[i], row_max[i], qmax)
+        scales[i], zero_points[i] = scale, zp
+        _quantize_row(x[i], scale, zp, qmax, out[i])
+
+
+@njit(cache=True)
+def _quantize_flat_u8(x, lo, hi, qmax, out):
+    """Per tensor with K already a multiple of 4 (no padding): one (scale, zp), one flat pass (unsigned
+    index: vectorised), the arithmetic of _quantize_row. Returns (scale, zp)."""
+    scale, zp = _qparams(lo, hi, qmax)
+    inv_scale = np.float32(1.0) / scale
+    zp_f, qmax_f = np.float32(zp), np.float32(qmax)
+    for k in range(np.uint64(x.shape[0])):
+        q = np.rint(x[k] * inv_scale) + zp_f
+        out[k] = np.uint8(min(max(q, np.float32(0.0)), qmax_f))
+    return scale, zp
+
+
+PARALLEL_MIN_ELEMENTS = 1 << 20    # below this many inputs one thread is faster than starting the others
+
+
+def quantize_dynamic_u8(x, per_row=False, reduce_range=False, k_padded=None, parallel=None):
     """float32 x [M, K] -> (q uint8 [M, k_padded], scale float32 [M], zero_point int32 [M]).
 
+    parallel: None = threads only for at least PARALLEL_MIN_ELEMENTS inputs; True / False forces.
     Per tensor, every row gets the same (scale, zero_point). k_padded defaults to K rounded up to 4.
     The ranges come from NumPy's SIMD min / max (a Numba loop with `min()` does not vectorise: 5x slower);
     NaN and inf propagate into them, so checking the ranges checks the data."""
@@ -69,15 +95,23 @@ def quantize_dynamic_u8(x, per_row=False, reduce_range=False, k_padded=None):
         raise ValueError(f"k_padded={k_padded} is smaller than K={k_size}")
     if per_row:
         row_min, row_max = x.min(axis=1), x.max(axis=1)
+        finite = np.isfinite(row_min).all() and np.isfinite(row_max).all()
     else:
-        row_min, row_max = np.full(m_size, x.min(), np.float32), np.full(m_size, x.max(), np.float32)
-    if not (np.isfinite(row_min).all() and np.isfinite(row_max).all()):
+        lo, hi = x.min(), x.max()
+        finite = np.isfinite(lo) and np.isfinite(hi)
+        row_min, row_max = np.full(m_size, lo, np.float32), np.full(m_size, hi, np.float32)
+    if not finite:
         raise ValueError("x contains NaN or inf: dynamic quantization needs finite activations")
     qmax = 127 if reduce_range else 255
     out = np.empty((m_size, k_padded), np.uint8)
+    if not per_row and k_padded == k_size and x.size < PARALLEL_MIN_ELEMENTS:
+        scale, zp = _quantize_flat_u8(x.reshape(-1), lo, hi, np.int64(qmax), out.reshape(-1))
+        return out, np.full(m_size, scale, np.float32), np.full(m_size, zp, np.int32)
     scales = np.empty(m_size, np.float32)
     zero_points = np.empty(m_size, np.int32)
-    _quantize_rows_u8(x, row_min, row_max, np.int64(qmax), out, scales, zero_points)
+    threaded = x.size >= PARALLEL_MIN_ELEMENTS if parallel is None else bool(parallel)
+    (_quantize_rows_u8 if threaded else _quantize_rows_u8_serial)(x, row_min, row_max, np.int64(qmax), out, scales,
+                                                                  zero_points)
     return out, scales, zero_points
 
 

@@ -9,6 +9,10 @@ then one of three outputs:
     "int32":   clamp(acc, int32) (after ReLU: max(acc, 0))
     "requant": clamp(requantize(acc, m0[n], shift[n]) + z_out, qmin, qmax)    gemmlowp rounding, as
                `kernels.requantize`; ReLU is folded into the clamp (qmin >= z_out) by the caller
+               rounding="half_even": instead ONE rounding, half to even, of the exact 64-bit product
+               round(acc * m0 / 2^(31 + shift)) = (p + 2^(s-1) - 1 + ((p >> s) & 1)) >> s,  p = acc * m0,
+               s = 31 + shift (> 0; s = 0: p itself): the rounding of np.rint, so an integer model equals its
+               fake-quantized twin (quant.integer_ops.requantize is its NumPy twin)
     "float":   float32(acc) * (a_scale[m] * w_scale[n]) + bias_float[n]  (then ReLU: max(., 0))
                the dequantizing epilogue of dynamic quantization (float bias, as PyTorch's dynamic Linear)
 
@@ -24,16 +28,21 @@ from .checks import check_array
 from .requantize import INT32_MAX, INT32_MIN
 
 MODES = {"int32": 0, "requant": 1, "float": 2}
+ROUNDINGS = ("gemmlowp", "half_even")
+REQUANT_HALF_EVEN = 3    # the mode number of output="requant", rounding="half_even"
 
 
 def epilogue_columns(packed, *, output="int32", bias_int32=None, m0=None, shift=None, out_zero_point=0,
-                     qmin=0, qmax=255, bias_float=None, relu=False):
+                     qmin=0, qmax=255, bias_float=None, relu=False, rounding="gemmlowp"):
     """The per-layer half of the epilogue (per output column), validated and padded once.
 
     Returns a dict: mode, bias_i, m0, left, right, w_scale, bias_f (arrays of n_padded) and out_zp, qmin,
     qmax, relu. A layer object builds it at construction; `epilogue_rows` adds the per-call half."""
     if output not in MODES:
         raise ValueError(f"output must be one of {sorted(MODES)}, got {output!r}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    mode = REQUANT_HALF_EVEN if output == "requant" and rounding == "half_even" else MODES[output]
     n_pad = packed.n_padded
     bias_i = np.zeros(n_pad, np.int64)
     if bias_int32 is not None:
@@ -50,8 +59,13 @@ def epilogue_columns(packed, *, output="int32", bias_int32=None, m0=None, shift=
         if np.any(m0_n < 0) or np.any(m0_n > INT32_MAX) or np.any(shift_n < -31) or np.any(shift_n > 62):
             raise ValueError("m0 must be in [0, 2^31) and shift in [-31, 62]: use quantize_multiplier(M)")
         m0_arr[:packed.n] = m0_n
-        left[:packed.n] = np.maximum(-shift_n, 0)
-        right[:packed.n] = np.maximum(shift_n, 0)
+        if mode == REQUANT_HALF_EVEN:      # right = total shift s, left = the rounding offset 2^(s-1) - 1
+            total = np.minimum(31 + shift_n, 63)        # s >= 63: |acc m0| < 2^62 rounds to 0 either way
+            right[:packed.n] = total
+            left[:packed.n] = np.where(total > 0, (np.int64(1) << np.maximum(total - 1, 0)) - 1, 0)
+        else:
+            left[:packed.n] = np.maximum(-shift_n, 0)
+            right[:packed.n] = np.maximum(shift_n, 0)
     bias_f = np.zeros(n_pad, np.float32)
     if output == "float":
         if packed.scale is None:
@@ -62,7 +76,7 @@ def epilogue_columns(packed, *, output="int32", bias_int32=None, m0=None, shift=
                 raise ValueError(f"bias must have shape ({packed.n},), got {bias_float.shape}")
             bias_f[:packed.n] = bias_float
     colsum, zw, w_scale = packed.epilogue_columns
-    return {"mode": MODES[output], "bias_i": bias_i, "m0": m0_arr, "left": left, "right": right,
+    return {"mode": mode, "bias_i": bias_i, "m0": m0_arr, "left": left, "right": right,
             "w_scale": w_scale, "bias_f": bias_f, "out_zp": int(out_zero_point), "qmin": int(qmin),
             "qmax": int(qmax), "relu": int(bool(relu)), "colsum": colsum, "zw": zw,
             "weight_zero_point": bool(np.any(zw != 0)), "k": packed.k}
@@ -101,11 +115,11 @@ def epilogue_rows(columns, m_size, a_zero_point, a_row_sums=None, a_scale=None):
 
 def make_epilogue(m_size, packed, a_zero_point=0, a_row_sums=None, *, output="int32", bias_int32=None,
                   m0=None, shift=None, out_zero_point=0, qmin=0, qmax=255, a_scale=None, bias_float=None,
-                  relu=False):
+                  relu=False, rounding="gemmlowp"):
     """Both halves at once: the tuple of arrays the kernels take (see module docstring)."""
     columns = epilogue_columns(packed, output=output, bias_int32=bias_int32, m0=m0, shift=shift,
                                out_zero_point=out_zero_point, qmin=qmin, qmax=qmax, bias_float=bias_float,
-                               relu=relu)
+                               relu=relu, rounding=rounding)
     return epilogue_rows(columns, m_size, a_zero_point, a_row_sums, a_scale)
 
 
@@ -160,6 +174,15 @@ def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
                 q = (q >> right_v[j]) + (np.int64(1) if (q & mask) > threshold else np.int64(0))
                 q = min(max(q + out_zp, qmin), qmax)
                 out8[j] = np.uint8(q & 0xFF)
+        elif mode == 3:                                                    # one rounding, half to even
+            out8 = out_u8[m, cols]
+            for j in range(n_cols):
+                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
+                prod = min(max(acc, np.int64(INT32_MIN)), np.int64(INT32_MAX)) * m0_v[j]     # |prod| < 2^62
+                s = right_v[j]
+                q = (prod + left_v[j] + ((prod >> s) & min(s, np.int64(1)))) >> s            # floor + round up
+                q = min(max(q + out_zp, qmin), qmax)
+                out8[j] = np.uint8(q & 0xFF)
         else:
             outf = out_f32[m, cols]
             scale_m = a_scale[m]
@@ -189,6 +212,11 @@ def epilogue_reference(raw, ep, n):
         q = np.where(total >= 0, total >> 31, -((-total) >> 31))
         mask = (np.int64(1) << right[None, cols]) - 1
         q = (q >> right[None, cols]) + ((q & mask) > (mask >> 1) + (q < 0))
+        return (np.clip(q + out_zp, qmin, qmax) & 0xFF).astype(np.uint8)
+    if mode == REQUANT_HALF_EVEN:
+        prod = np.clip(acc, INT32_MIN, INT32_MAX) * m0[None, cols]
+        s = right[None, cols]
+        q = (prod + left[None, cols] + ((prod >> s) & np.minimum(s, 1))) >> s
         return (np.clip(q + out_zp, qmin, qmax) & 0xFF).astype(np.uint8)
     y = acc.astype(np.float32) * (a_scale[:, None] * w_scale[None, cols]) + bias_f[None, cols]
     return np.maximum(y, np.float32(0)) if relu else y

@@ -16,16 +16,23 @@
 
 `packed` is a `PackedWeight` from `pack_weight(w_int8 [N, K], scale, zero_point)` (packing.py), built once.
 `path`: None = the fastest exact kernel of this CPU (kernels.cpu.kernel_path()), or "vnni" / "portable".
+`rounding` (requantizing outputs): "gemmlowp" (two roundings, as Jacob et al.'s reference code) or
+"half_even" (one rounding of the exact product acc * m0 / 2^(31 + shift), as np.rint: what mc.quant uses).
+`parallel`: None = the worker threads only when M * N_pad * K_pad >= PARALLEL_MIN_MACS (below that, starting
+the threads -- or waiting for a free core on a busy machine -- costs more than the product), an int = that
+threshold instead, or True / False. With one Numba thread (NUMBA_NUM_THREADS=1) the one-thread drivers run.
 """
+import numba
 import numpy as np
 
 from .checks import MAX_K_U8S8, check_array, check_inner_dims
 from .cpu import cpu_has_vnni, kernel_path
-from .dynamic_quant import quantize_dynamic_u8
+from .dynamic_quant import PARALLEL_MIN_ELEMENTS as DYNAMIC_PARALLEL_MIN_ELEMENTS
+from .dynamic_quant import _quantize_flat_u8, quantize_dynamic_u8
 from .epilogue import epilogue_columns, epilogue_rows, make_epilogue
 from .im2col import as_pair, im2col_u8
 from .packing import GROUP, PackedWeight, pack_b
-from .u8s8 import gemm_packed_portable
+from .u8s8 import gemm_packed_portable, gemm_packed_portable_serial
 
 _DUMMY_I32 = np.zeros((1, 1), np.int32)
 _DUMMY_U8 = np.zeros((1, 1), np.uint8)
@@ -43,15 +50,26 @@ def resolve_path(path):
 
 
 _VNNI_KERNEL = []      # filled on first use: vnni.py is imported only where it can compile
+PARALLEL_MIN_MACS = 1 << 26
 
 
-def _kernel(path):
+def _kernel(path, parallel=True):
     if resolve_path(path) == "vnni":
         if not _VNNI_KERNEL:
-            from .vnni import gemm_packed_vnni
-            _VNNI_KERNEL.append(gemm_packed_vnni)
-        return _VNNI_KERNEL[0]
-    return gemm_packed_portable
+            from .vnni import gemm_packed_vnni, gemm_packed_vnni_serial
+            _VNNI_KERNEL.extend((gemm_packed_vnni, gemm_packed_vnni_serial))
+        return _VNNI_KERNEL[0] if parallel else _VNNI_KERNEL[1]
+    return gemm_packed_portable if parallel else gemm_packed_portable_serial
+
+
+def use_parallel(m_size, packed, parallel=None):
+    """parallel=None: the threaded driver for products of at least PARALLEL_MIN_MACS multiply-adds; an int:
+    that many MACs instead; True / False: forced. Never (unless forced) when Numba runs one thread
+    (NUMBA_NUM_THREADS=1 or numba.set_num_threads(1): what to do on a shared, busy machine)."""
+    if parallel is None or (isinstance(parallel, (int, np.integer)) and not isinstance(parallel, bool)):
+        threshold = PARALLEL_MIN_MACS if parallel is None else int(parallel)
+        return m_size * packed.n_padded * packed.k_padded >= threshold and numba.get_num_threads() > 1
+    return bool(parallel)
 
 
 def check_packed(packed, name="packed"):
@@ -90,23 +108,24 @@ def _row_sums(a_u8, packed):
     return None
 
 
-def _run(a_u8, packed, ep, output, path):
+def _run(a_u8, packed, ep, output, path, parallel=None):
     m_size = a_u8.shape[0]
     out_i32 = np.empty((m_size, packed.n), np.int32) if output == "int32" else _DUMMY_I32
     out_u8 = np.empty((m_size, packed.n), np.uint8) if output == "requant" else _DUMMY_U8
     out_f32 = np.empty((m_size, packed.n), np.float32) if output == "float" else _DUMMY_F32
     if m_size:
-        _kernel(path)(a_u8.reshape(-1), a_u8.shape[1], m_size, packed.data.reshape(-1), packed.n,
-                      packed.k_padded // GROUP, ep, out_i32, out_u8, out_f32)
+        kernel = _kernel(path, use_parallel(m_size, packed, parallel))
+        kernel(a_u8.reshape(-1), a_u8.shape[1], m_size, packed.data.reshape(-1), packed.n,
+               packed.k_padded // GROUP, ep, out_i32, out_u8, out_f32)
     return {"int32": out_i32, "requant": out_u8, "float": out_f32}[output]
 
 
-def gemm_u8s8s32(a, packed, a_zero_point=0, *, bias_int32=None, relu=False, path=None):
+def gemm_u8s8s32(a, packed, a_zero_point=0, *, bias_int32=None, relu=False, path=None, parallel=None):
     """Exact sum_k (a - za)(w - zw) (+ bias) as int32 [M, N]; a uint8 (or int8) [M, K], packed weight [N, K]."""
     a_u8, za = prepare_activation(a, packed, a_zero_point)
     ep = make_epilogue(a_u8.shape[0], packed, za, _row_sums(a_u8, packed), output="int32",
                        bias_int32=bias_int32, relu=relu)
-    return _run(a_u8, packed, ep, "int32", path)
+    return _run(a_u8, packed, ep, "int32", path, parallel)
 
 
 class QLinear:
@@ -116,12 +135,15 @@ class QLinear:
                         out_dtype=np.uint8, path=None)
         y_q = layer(x_q)     # x_q uint8 (or int8) [M, K] -> out_dtype [M, N]
     y_q = clamp(requantize(sum (x - zx)(w - zw) + bias, m0, shift) + z_out, qmin, qmax), where m0, shift =
-    quantize_multiplier(s_x * s_w / s_out) (scalars or per output channel); relu clamps at z_out (real 0)."""
+    quantize_multiplier(s_x * s_w / s_out) (scalars or per output channel); relu clamps at z_out (real 0).
+    qmin / qmax (optional) narrow the output clamp inside out_dtype's range (e.g. 4-bit codes in uint8).
+    The per-call half of the epilogue is cached per batch size M (it depends only on M when the weight has no
+    zero point), so a call is: checks, one kernel, no other pass over the data."""
 
     def __init__(self, packed, x_zero_point, m0, shift, out_zero_point, bias_int32=None, relu=False,
-                 out_dtype=np.uint8, path=None):
+                 out_dtype=np.uint8, path=None, *, rounding="gemmlowp", qmin=None, qmax=None, parallel=None):
         check_packed(packed)
-        self.packed, self.path = packed, path
+        self.packed, self.path, self.parallel = packed, path, parallel
         self.out_dtype = np.dtype(out_dtype)
         if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
             raise TypeError(f"out_dtype must be uint8 or int8, got {self.out_dtype.name}")
@@ -131,16 +153,50 @@ class QLinear:
         if not np.issubdtype(np.asarray(x_zero_point).dtype, np.integer) or np.ndim(x_zero_point) != 0:
             raise TypeError(f"x_zero_point must be one integer, got {x_zero_point!r}")
         self.x_zero_point = int(x_zero_point)
-        qmin = max(info.min, int(out_zero_point)) if relu else info.min
+        qmin, qmax = _output_range(info, qmin, qmax)
+        qmin = max(qmin, int(out_zero_point)) if relu else qmin
         self.columns = epilogue_columns(packed, output="requant", bias_int32=bias_int32, m0=m0, shift=shift,
-                                        out_zero_point=int(out_zero_point), qmin=qmin, qmax=info.max)
+                                        out_zero_point=int(out_zero_point), qmin=qmin, qmax=qmax,
+                                        rounding=rounding)
+        self._rows = {}                 # M -> the per-call half of the epilogue (no weight zero point only)
+        self._fast_u8 = packed.k == packed.k_padded and 0 <= self.x_zero_point <= 255
         resolve_path(path)
 
     def __call__(self, x_q):
+        if (type(x_q) is np.ndarray and x_q.dtype == np.uint8 and x_q.ndim == 2 and self._fast_u8
+                and x_q.shape[1] == self.packed.k and x_q.flags.c_contiguous):
+            return self._finish(x_q, self.x_zero_point, "B")        # already what the kernel reads
         a_u8, za = prepare_activation(x_q, self.packed, self.x_zero_point, name="x_q")
-        ep = epilogue_rows(self.columns, a_u8.shape[0], za, _row_sums(a_u8, self.packed))
-        out = _run(a_u8, self.packed, ep, "requant", self.path)
+        return self._finish(a_u8, za, x_q.dtype.char)
+
+    def run_rows(self, a_u8):
+        """The same on uint8 rows already padded with zeros to packed.k_padded (im2col_u8's output)."""
+        check_array("a_u8", a_u8, np.uint8, ndim=2)
+        if a_u8.shape[1] != self.packed.k_padded or not 0 <= self.x_zero_point <= 255:
+            raise ValueError(f"run_rows takes uint8 rows of width k_padded={self.packed.k_padded} (and a uint8 "
+                             f"zero point), got shape {a_u8.shape}, x_zero_point={self.x_zero_point}")
+        return self._finish(a_u8, self.x_zero_point, "B")
+
+    def _finish(self, a_u8, za, dtype_char):
+        key = (a_u8.shape[0], dtype_char)               # int8 input moves the zero point by 128
+        ep = self._rows.get(key) if not self.packed.has_zero_point else None
+        if ep is None:
+            ep = epilogue_rows(self.columns, key[0], za, _row_sums(a_u8, self.packed))
+            if not self.packed.has_zero_point:
+                if len(self._rows) >= 8:
+                    self._rows.clear()
+                self._rows[key] = ep
+        out = _run(a_u8, self.packed, ep, "requant", self.path, self.parallel)
         return out.view(np.int8) if self.out_dtype == np.int8 else out
+
+
+def _output_range(info, qmin, qmax):
+    """The output clamp: out_dtype's range, or [qmin, qmax] inside it."""
+    qmin = info.min if qmin is None else int(qmin)
+    qmax = info.max if qmax is None else int(qmax)
+    if not info.min <= qmin <= qmax <= info.max:
+        raise ValueError(f"qmin={qmin}, qmax={qmax} must satisfy {info.min} <= qmin <= qmax <= {info.max}")
+    return qmin, qmax
 
 
 class DynamicQLinear:
@@ -151,12 +207,17 @@ class DynamicQLinear:
     x is quantized to uint8 at every call (per tensor, or per row), the weight was packed once with its
     scale(s); the dequantization, the float bias and ReLU are fused into the GEMM's epilogue."""
 
-    def __init__(self, packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None):
+    def __init__(self, packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None, *,
+                 parallel=None):
         check_packed(packed)
+        self.parallel = parallel
         if packed.scale is None:
             raise ValueError("a dynamic quantized Linear needs a PackedWeight with a scale: pack_weight(w_q, scale=)")
         self.packed, self.per_row, self.reduce_range, self.path = packed, bool(per_row), bool(reduce_range), path
         self.columns = epilogue_columns(packed, output="float", bias_float=bias, relu=relu)
+        c = self.columns
+        self._params = np.array([c["mode"], c["out_zp"], c["qmin"], c["qmax"], c["relu"], 0], dtype=np.int64)
+        self._zeros = {}
         resolve_path(path)
 
     def __call__(self, x):
@@ -164,11 +225,42 @@ class DynamicQLinear:
         check_inner_dims("x", x.shape, "the packed weight", self.packed.k)
         if x.shape[0] == 0:
             return np.empty((0, self.packed.n), np.float32)
+        if (not self.per_row and not self.columns["weight_zero_point"] and x.shape[1] == self.packed.k_padded
+                and x.size < DYNAMIC_PARALLEL_MIN_ELEMENTS):
+            return self._per_tensor_small(x)
         q, scale, zp = quantize_dynamic_u8(x, per_row=self.per_row, reduce_range=self.reduce_range,
                                            k_padded=self.packed.k_padded)
-        row_sums = q.sum(axis=1, dtype=np.int64) if self.columns["weight_zero_point"] else None
-        ep = epilogue_rows(self.columns, q.shape[0], zp, row_sums, scale)
-        return _run(q, self.packed, ep, "float", self.path)
+        if self.per_row or self.columns["weight_zero_point"]:
+            row_sums = q.sum(axis=1, dtype=np.int64) if self.columns["weight_zero_point"] else None
+            ep = epilogue_rows(self.columns, q.shape[0], zp, row_sums, scale)
+        else:
+            ep = self._per_tensor_rows(q.shape[0], scale, int(zp[0]))
+        return _run(q, self.packed, ep, "float", self.path, self.parallel)
+
+    def _per_tensor_small(self, x):
+        """The common small case in fewer steps: one activation range, K already a multiple of 4, no weight
+        zero point, one flat quantization pass: the same arithmetic as quantize_dynamic_u8 (tested equal)."""
+        lo, hi = x.min(), x.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError("x contains NaN or inf: dynamic quantization needs finite activations")
+        q = np.empty(x.shape, np.uint8)
+        scale, zp = _quantize_flat_u8(x.reshape(-1), lo, hi, np.int64(127 if self.reduce_range else 255),
+                                      q.reshape(-1))
+        ep = self._per_tensor_rows(x.shape[0], np.full(x.shape[0], scale, np.float32), int(zp))
+        return _run(q, self.packed, ep, "float", self.path, self.parallel)
+
+    def _per_tensor_rows(self, m_size, scale, zero_point):
+        """epilogue_rows for one activation (scale, zero point) and no weight zero point: the row vectors of
+        zeros are cached per M, the column term is bias - za * colsum (what epilogue_rows computes)."""
+        zeros = self._zeros.get(m_size)
+        if zeros is None:
+            if len(self._zeros) >= 8:
+                self._zeros.clear()
+            zeros = self._zeros[m_size] = np.zeros(m_size, np.int64)
+        c = self.columns
+        colterm = c["bias_i"] - zero_point * c["colsum"] if zero_point else c["bias_i"]
+        return (zeros, zeros, scale, c["colsum"], c["zw"], colterm, c["m0"], c["left"], c["right"], c["w_scale"],
+                c["bias_f"], self._params)
 
 
 def qlinear(x_q, x_zero_point, packed, m0, shift, out_zero_point, *, bias_int32=None, relu=False,
@@ -193,7 +285,8 @@ def gemm_s8s8s32_packed(a, b, path=None):
 
 
 def qconv2d(x_q, x_zero_point, packed, kernel_size, m0, shift, out_zero_point, *, stride=1, padding=0,
-            bias_int32=None, relu=False, out_dtype=np.uint8, output="requant", path=None):
+            bias_int32=None, relu=False, out_dtype=np.uint8, output="requant", path=None, rounding="gemmlowp",
+            qmin=None, qmax=None, parallel=None):
     """Static quantized Conv2d (groups=1, dilation=1) through im2col and the packed GEMM.
 
     x_q uint8 / int8 [N, C, H, W]; packed = pack_weight(w_q.reshape(O, C*kh*kw)); padding uses the input
@@ -220,7 +313,7 @@ def qconv2d(x_q, x_zero_point, packed, kernel_size, m0, shift, out_zero_point, *
     if output == "int32":
         ep = make_epilogue(cols.shape[0], packed, za, _row_sums(cols, packed), output="int32",
                            bias_int32=bias_int32, relu=relu)
-        flat = _run(cols, packed, ep, "int32", path)
+        flat = _run(cols, packed, ep, "int32", path, parallel)
     elif output == "requant":
         out_dtype = np.dtype(out_dtype)
         if out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
@@ -228,11 +321,12 @@ def qconv2d(x_q, x_zero_point, packed, kernel_size, m0, shift, out_zero_point, *
         info = np.iinfo(out_dtype)
         if not info.min <= int(out_zero_point) <= info.max:
             raise ValueError(f"out_zero_point={out_zero_point} is outside the {out_dtype.name} range")
-        qmin = max(info.min, int(out_zero_point)) if relu else info.min
+        qmin, qmax = _output_range(info, qmin, qmax)
+        qmin = max(qmin, int(out_zero_point)) if relu else qmin
         ep = make_epilogue(cols.shape[0], packed, za, _row_sums(cols, packed), output="requant",
                            bias_int32=bias_int32, m0=m0, shift=shift, out_zero_point=int(out_zero_point),
-                           qmin=qmin, qmax=info.max)
-        flat = _run(cols, packed, ep, "requant", path)
+                           qmin=qmin, qmax=qmax, rounding=rounding)
+        flat = _run(cols, packed, ep, "requant", path, parallel)
         flat = flat.view(np.int8) if out_dtype == np.int8 else flat
     else:
         raise ValueError(f"output must be 'requant' or 'int32', got {output!r}")

@@ -14,6 +14,8 @@ exact portable twin of `vnni.py`, on the same packed layout and the same driver:
         for each block of 4 rows:  4 x 64 int32 tile <- micro-kernel over all of K
                                    epilogue_row on each tile row (the tile is still in L1)
 Numba widens int32 * int32 to int64: every product is cast back with np.int32(...) so LLVM keeps 32-bit lanes.
+`gemm_packed_portable_serial` is the same driver without prange: for small products, where starting the
+worker threads (and, on a busy machine, waiting for a core) costs more than the whole GEMM.
 """
 import numpy as np
 from numba import njit, prange
@@ -60,6 +62,23 @@ def gemm_packed_portable(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u
         i = chunk * CHUNK
         while i < row_end:
             rows = min(ROWS, row_end - i)
+            micro_kernel_portable(a, i * lda, lda, rows, b, panel_start, k_groups, tile)
+            epilogue_tile(tile, rows, i, col0, n_cols, ep, out_i32, out_u8, out_f32)
+            i += rows
+
+
+@njit(cache=True)
+def gemm_packed_portable_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32):
+    """gemm_packed_portable on the calling thread only (same work items, in order)."""
+    n_panels = (n_size + PANEL - 1) // PANEL
+    tile = np.empty(ROWS * PANEL, np.int32)
+    for p in range(n_panels):
+        col0 = p * PANEL
+        n_cols = min(PANEL, n_size - col0)
+        panel_start = p * k_groups * PANEL * GROUP
+        i = 0
+        while i < m_size:
+            rows = min(ROWS, m_size - i)
             micro_kernel_portable(a, i * lda, lda, rows, b, panel_start, k_groups, tile)
             epilogue_tile(tile, rows, i, col0, n_cols, ep, out_i32, out_u8, out_f32)
             i += rows

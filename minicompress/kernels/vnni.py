@@ -15,6 +15,7 @@ from L1 by all 8 row blocks; the fused epilogue then finishes the 32 rows while 
 Items are ordered chunk-major: one thread sweeps all panels for a 32-row chunk of activations, so the chunk
 (K bytes per row, read as short row-strided pieces) stays in L1/L2 while the packed weights stream by in long
 contiguous runs the hardware prefetcher follows (the panel-major order ran 1024^3 at half this speed).
+`gemm_packed_vnni_serial` is the same driver without prange (small products: no thread start-up).
 Requires AVX-512 F/BW/VNNI (kernels.cpu.cpu_has_vnni): never compiled or called on other CPUs.
 """
 import numpy as np
@@ -93,3 +94,29 @@ def gemm_packed_vnni(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, o
                 micro_kernel_vnni_1x64(a, (row0 + r) * lda + g0 * GROUP, b, b_start, groups, acc, r * PANEL)
                 r += 1
         epilogue_tile(acc, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32)   # fused, still in L1
+
+
+@njit(cache=True)
+def gemm_packed_vnni_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32):
+    """gemm_packed_vnni on the calling thread only (same work items, in order, one accumulator buffer)."""
+    n_panels = (n_size + PANEL - 1) // PANEL
+    m_chunks = (m_size + CHUNK - 1) // CHUNK
+    acc = np.empty(CHUNK * PANEL, np.int32)
+    for item in range(n_panels * m_chunks):
+        chunk, p = item // n_panels, item % n_panels
+        acc[:] = 0
+        col0 = p * PANEL
+        n_cols = min(PANEL, n_size - col0)
+        row0 = chunk * CHUNK
+        rows = min(CHUNK, m_size - row0)
+        for g0 in range(0, k_groups, K_BLOCK):
+            groups = min(K_BLOCK, k_groups - g0)
+            b_start = (p * k_groups + g0) * STEP
+            r = 0
+            while r + ROWS <= rows:
+                micro_kernel_vnni_4x64(a, (row0 + r) * lda + g0 * GROUP, lda, b, b_start, groups, acc, r * PANEL)
+                r += ROWS
+            while r < rows:
+                micro_kernel_vnni_1x64(a, (row0 + r) * lda + g0 * GROUP, b, b_start, groups, acc, r * PANEL)
+                r += 1
+        epilogue_tile(acc, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32)

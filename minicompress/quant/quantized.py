@@ -4,9 +4,12 @@ QuantizedLinear / QuantizedConv2d (Jacob et al., CVPR 2018), with s_x, z_x the i
 output channel) the weight's, s_y, z_y the output's:
 
     q_w = quantize(W, s_w, 0)  int8, ahead of time          q_b = rint(b / (s_x s_w))  int32
-    acc = sum_k (q_x - z_x) q_w + q_b                        int32 (integer_ops.int_matmul)
+    acc = sum_k (q_x - z_x) q_w + q_b                        int32
     q_y = clamp(round(acc * M) + z_y, qmin, qmax)            M = s_x s_w / s_y = M0 2^-n, M0 in [0.5, 1)
     fused ReLU: qmin -> max(qmin, z_y)                       (relu(0) = 0 is the code z_y)
+All of it runs in integer_ops.IntLinear / IntConv2d: the weight packed once (at convert, or on the first call
+after a load), one fused kernel per call. The packed weight lives in _KERNELS, outside the module: it is never
+saved and is rebuilt whenever the buffers it came from are replaced (load_state_dict).
 
 Input: a QTensor (integer path from the previous layer, rescaled in integers if its qparams differ) or a
 float Tensor (quantized here: the float boundary). Output: a QTensor when `output_quantized` (the next layer
@@ -21,13 +24,32 @@ weights ahead of time; at run time the activation range is measured on each batc
 per_row=True), x is quantized to uint8 affine, acc is int32, and the output is float:
     y = s_x s_w * acc + b
 """
+import operator
+import weakref
+
 import numpy as np
 
 from ..core import Tensor
 from ..nn.module import Module
 from . import integer_ops
-from .qparams import calc_qparams, qrange, quantize
+from .qparams import qrange, quantize
 from .qtensor import QTensor
+
+
+# module -> (the arrays / qparams it was built from, its integer_ops layer object). Not an attribute of the
+# module, so it is never saved (report.save / state_dict) and never deep-copied; rebuilt on the first call
+# after a load, a deepcopy or a load_state_dict (which replaces the buffers: the identity check sees it).
+_KERNELS = weakref.WeakKeyDictionary()
+
+
+def _cached_kernel(module, sources, build):
+    """The object build() made from `sources` (the module's buffers and qparams), rebuilt if any of them is no
+    longer the same object."""
+    entry = _KERNELS.get(module)
+    if entry is None or len(entry[0]) != len(sources) or not all(map(operator.is_, entry[0], sources)):
+        entry = (sources, build())
+        _KERNELS[module] = entry
+    return entry[1]
 
 
 def _describe(scale, zp):
@@ -78,8 +100,19 @@ class _QuantizedWeighted(Module):
         m0, shift = integer_ops.quantize_multiplier(bias_scale / np.float64(out_qp.scale))
         self.register_buffer("multiplier_m0", np.asarray(m0, dtype=np.int32))
         self.register_buffer("multiplier_shift", np.asarray(shift, dtype=np.int8))
-        self._packed = integer_ops.prepare_weight(self.weight_int.reshape(self.out_features, -1), w_zp)
         self.output_quantized = False
+
+    def _kernel(self):
+        """This layer's integer_ops object (weight packed once; cached outside the module, see _KERNELS)."""
+        sources = (*self._buffers.values(), self.in_qp, self.out_qp, self.relu)
+        return _cached_kernel(self, sources, self._build_kernel)
+
+    def _build_kernel(self):
+        qmin, qmax = self._out_range()
+        return integer_ops.IntLinear(self.weight_int.reshape(self.weight_int.shape[0], -1), self.weight_zero_point,
+                                     self.in_qp.zero_point, self.in_qp.qmin, self.in_qp.qmax, self.bias_int,
+                                     self.multiplier_m0, self.multiplier_shift, self.out_qp.zero_point, qmin, qmax,
+                                     self.layer_name)
 
     def _input(self, x):
         qp = self.in_qp
@@ -87,11 +120,14 @@ class _QuantizedWeighted(Module):
             if x.scale == qp.scale and x.zero_point == qp.zero_point and x.qmin == qp.qmin and x.qmax == qp.qmax:
                 return x.q
             return integer_ops.rescale(x.q, x.scale, x.zero_point, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
-        return quantize(x.data if isinstance(x, Tensor) else x, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
+        return integer_ops.quantize_input(x.data if isinstance(x, Tensor) else x, qp.scale, qp.zero_point, qp.qmin,
+                                          qp.qmax)
 
     def _output(self, q):
-        out = QTensor(q, self.out_qp.scale, self.out_qp.zero_point, self.out_qp.qmin, self.out_qp.qmax)
-        return out if self.output_quantized else out.dequantize()
+        qp = self.out_qp
+        if self.output_quantized:
+            return QTensor(q, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
+        return Tensor(integer_ops.dequantize_output(q, qp.scale, qp.zero_point))
 
     def _out_range(self):
         qmin = max(self.out_qp.qmin, self.out_qp.zero_point) if self.relu else self.out_qp.qmin
@@ -109,6 +145,7 @@ class QuantizedLinear(_QuantizedWeighted):
         bias = None if linear.bias is None else linear.bias.data
         super().__init__(linear.weight.data, bias, w_scale, w_zp, w_info, in_qp, out_qp, relu, name)
         self.in_features = linear.in_features
+        self._kernel()                  # pack the weight now; an int32 overflow is an error at convert time
 
     def shape_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -117,10 +154,8 @@ class QuantizedLinear(_QuantizedWeighted):
         qx = self._input(x)
         if qx.shape[-1] != self.in_features:
             raise ValueError(f"{self.layer_name}: input has shape {qx.shape}, expected last dim {self.in_features}")
-        qmin, qmax = self._out_range()
-        q = integer_ops.int_linear(qx, self.in_qp.zero_point, self._packed, self.bias_int, self.multiplier_m0,
-                                   self.multiplier_shift, self.out_qp.zero_point, qmin, qmax, self.layer_name)
-        return self._output(q)
+        q = self._kernel()(qx.reshape(-1, self.in_features))
+        return self._output(q.reshape(qx.shape[:-1] + (self.out_features,)))
 
 
 def _pair(v):
@@ -146,6 +181,7 @@ class QuantizedConv2d(_QuantizedWeighted):
         self.kernel_size = conv.weight.shape[2:]
         self.stride, self.padding = _pair(conv.stride), _conv_padding(conv.padding, self.kernel_size, name)
         self.in_channels = conv.weight.shape[1]
+        self._kernel()                  # pack the weight now; an int32 overflow is an error at convert time
 
     def shape_repr(self):
         return (f"{self.in_channels}, {self.out_features}, kernel_size={tuple(self.kernel_size)}, "
@@ -155,11 +191,14 @@ class QuantizedConv2d(_QuantizedWeighted):
         qx = self._input(x)
         if qx.ndim != 4 or qx.shape[1] != self.in_channels:
             raise ValueError(f"{self.layer_name}: input has shape {qx.shape}, expected (N, {self.in_channels}, H, W)")
+        return self._output(self._kernel()(qx))
+
+    def _build_kernel(self):
         qmin, qmax = self._out_range()
-        q = integer_ops.int_conv2d(qx, self.in_qp.zero_point, self._packed, self.kernel_size, self.stride,
-                                   self.padding, self.bias_int, self.multiplier_m0, self.multiplier_shift,
-                                   self.out_qp.zero_point, qmin, qmax, self.layer_name)
-        return self._output(q)
+        return integer_ops.IntConv2d(self.weight_int, self.weight_zero_point, self.stride, self.padding,
+                                     self.in_qp.zero_point, self.in_qp.qmin, self.in_qp.qmax, self.bias_int,
+                                     self.multiplier_m0, self.multiplier_shift, self.out_qp.zero_point, qmin, qmax,
+                                     self.layer_name)
 
 
 class QuantizedAdd(Module):
@@ -240,11 +279,14 @@ class QuantizedMaxPool2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if ph or pw:
             q = np.pad(q, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=x.qmin)
-        n, c, h, w = q.shape
+        h, w = q.shape[2:]
         ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-        s = q.strides
-        win = np.lib.stride_tricks.as_strided(q, (n, c, ho, wo, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]))
-        return x.with_q(np.ascontiguousarray(win.max(axis=(4, 5))))
+        out = None                      # max over the kh * kw shifted, strided views: vectorised passes
+        for i in range(kh):
+            for j in range(kw):
+                view = q[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                out = view.copy() if out is None else np.maximum(out, view, out=out)
+        return x.with_q(out)
 
 
 class QuantizedIdentity(Module):
@@ -275,28 +317,21 @@ class DynamicQuantizedLinear(Module):
         self.register_buffer("weight_zero_point", w_zp)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.data.copy())
         self.act_qmin, self.act_qmax = qrange(act_bits, signed=False)
-        self._packed = integer_ops.prepare_weight(self.weight_int, w_zp)
+        self._kernel()                  # pack the weight now
+
+    def _kernel(self):
+        """This layer's integer_ops.DynamicIntLinear (weight packed once; cached outside the module)."""
+        sources = (*self._buffers.values(), self.per_row, self.act_qmin, self.act_qmax)
+        return _cached_kernel(self, sources, lambda: integer_ops.DynamicIntLinear(
+            self.weight_int, self.weight_zero_point, self.weight_scale, self.bias, self.per_row, self.act_qmin,
+            self.act_qmax, self.layer_name))
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
         if arr.shape[-1] != self.in_features:
             raise ValueError(f"{self.layer_name}: input has shape {arr.shape}, expected last dim {self.in_features}")
-        lead = arr.shape[:-1]
-        x2 = arr.reshape(-1, self.in_features)
-        if self.per_row:
-            s, z = calc_qparams(x2.min(axis=1), x2.max(axis=1), self.act_qmin, self.act_qmax)
-            qx = quantize(x2, s, z, self.act_qmin, self.act_qmax, axis=0)
-            acc = integer_ops.int_matmul(qx, z, self._packed, self.layer_name)
-            s_x = s[:, None]
-        else:
-            s, z = calc_qparams(x2.min(), x2.max(), self.act_qmin, self.act_qmax)
-            qx = quantize(x2, s, z, self.act_qmin, self.act_qmax)
-            acc = integer_ops.int_matmul(qx, z, self._packed, self.layer_name)
-            s_x = s
-        y = acc.astype(np.float32) * (np.asarray(s_x, dtype=np.float32) * self.weight_scale[None, :]).astype(np.float32)
-        if self.bias is not None:
-            y = y + self.bias
-        return Tensor(y.astype(np.float32).reshape(lead + (self.out_features,)))
+        y = self._kernel()(arr.reshape(-1, self.in_features))
+        return Tensor(y.reshape(arr.shape[:-1] + (self.out_features,)))
 
     def extra_repr(self):
         w = self.w_info
