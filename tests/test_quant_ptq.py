@@ -306,3 +306,25 @@ def test_dynamic_errors():
     with pytest.raises(ValueError, match=r"overrides\['0'\] gives a QConfig to a ReLU"):
         quant.quantize_dynamic(mc.nn.Sequential(mc.nn.ReLU(), mc.nn.Linear(2, 2)),
                                overrides={"0": quant.default_dynamic_qconfig})
+
+
+def test_per_tensor_dynamic_weights_store_one_scale_and_match_numpy():
+    """Per-tensor weights keep ONE scale and zero point (not one per row), and the layer still computes
+    round(x/s_x) . round(w/s_w) * s_x s_w + b as a NumPy formula written here says."""
+    mc.manual_seed(3)
+    lin = mc.nn.Linear(16, 8)
+    dq = quant.quantize_dynamic(mc.nn.Sequential(lin), quant.per_tensor_dynamic_qconfig)[0]
+    assert dq.weight_scale.shape == () and dq.weight_zero_point.shape == ()
+    w = lin.weight.data.astype(np.float64)
+    s_w = np.float32(np.abs(w).max() / 127.5)  # symmetric qint8: max|w| / ((qmax - qmin) / 2)
+    assert np.isclose(dq.weight_scale, s_w, rtol=1e-6)
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    lo, hi = min(x.min(), 0.0), max(x.max(), 0.0)
+    s_x = np.float32((hi - lo) / 255)
+    z_x = int(np.clip(0 - np.rint(lo / s_x), 0, 255))
+    q_x = np.clip(np.rint(x * np.float32(1 / s_x)) + z_x, 0, 255)
+    q_w = np.clip(np.rint(w * np.float32(1 / dq.weight_scale)), -128, 127)
+    ref = ((q_x - z_x) @ q_w.T) * np.float64(s_x) * np.float64(dq.weight_scale) + lin.bias.data
+    np.testing.assert_allclose(dq(mc.Tensor(x)).data, ref, rtol=1e-5, atol=1e-5)
+    per_channel = quant.quantize_dynamic(mc.nn.Sequential(lin))[0]
+    assert quant.model_size_bytes(dq) < quant.model_size_bytes(per_channel)

@@ -145,10 +145,7 @@ INT8_ROWS = [("dynamic int8", "mlp"), ("dynamic int8", "tiny_transformer"), ("st
              ("static int8", "cnn")]
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason="0.33x: the d=32 transformer's per-channel scales, "
-                                            "biases, LayerNorms and positions stay float32 (reported to the lead)"))
-    if k == ("dynamic int8", "tiny_transformer") else k for k in INT8_ROWS])
+@pytest.mark.parametrize("key", INT8_ROWS)
 def test_int8_rows_are_at_most_0_3x_their_float_bytes(rows, key):
     row = rows[key]
     assert row["size_bytes"] <= 0.3 * float_row(rows, row)["size_bytes"]

@@ -20,7 +20,8 @@ from .inspect import compare_models, format_comparison, model_size_bytes
 from .modules import FloatFunctional
 from .observer import MinMaxObserver, MovingAverageMinMaxObserver, ObserverBase, PerChannelMinMaxObserver
 from .qconfig import (QConfig, default_dynamic_qconfig, default_qat_qconfig, default_qconfig, histogram_qconfig,
-                      int4_qat_qconfig, int4_qconfig, lsq_qconfig, per_channel_qconfig, symmetric_qconfig)
+                      int4_qat_qconfig, int4_qconfig, lsq_qconfig, per_channel_qconfig, per_tensor_dynamic_qconfig,
+                      symmetric_qconfig)
 from .qat import ConvBn2d, freeze_bn_stats
 from .qparams import (calc_qparams, calc_qparams_per_group, dequantize, dequantize_per_group, fake_quantize, qrange,
                       quantize, quantize_per_group)
@@ -33,6 +34,6 @@ __all__ = ["qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", 
            "ObserverBase", "FakeQuantize", "LearnableFakeQuantize", "disable_observer", "enable_observer",
            "disable_fake_quant", "enable_fake_quant", "lsq_fake_quantize", "QConfig", "default_qconfig",
            "per_channel_qconfig", "histogram_qconfig", "symmetric_qconfig", "int4_qconfig", "default_qat_qconfig",
-           "int4_qat_qconfig", "lsq_qconfig", "default_dynamic_qconfig", "ConvBn2d", "freeze_bn_stats", "prepare", "convert", "simulate", "prepare_qat",
+           "int4_qat_qconfig", "lsq_qconfig", "default_dynamic_qconfig", "per_tensor_dynamic_qconfig", "ConvBn2d", "freeze_bn_stats", "prepare", "convert", "simulate", "prepare_qat",
            "quantize_dynamic", "FloatFunctional", "QTensor", "fold_bn_into_conv", "model_size_bytes",
            "compare_models", "format_comparison"]

@@ -14,6 +14,8 @@ calls it to get its own observer. Presets (INT8 unless named otherwise):
     int4_qat_qconfig           the same with 4 bits
     lsq_qconfig(bits=4)        LearnableFakeQuantize (LSQ) on activations and weights, per tensor
     default_dynamic_qconfig    weights qint8 per-channel symmetric (activations: computed per batch at run time)
+    per_tensor_dynamic_qconfig weights qint8 per-tensor symmetric: one scale per layer (PyTorch's dynamic
+                               default); the smallest model when layers are narrow
 
 `qconfig_for(name, default, overrides)` resolves per-module overrides: the entry for the longest dotted
 prefix of `name` wins (so {"encoder": None} keeps the whole encoder in float), else the default.
@@ -64,6 +66,8 @@ int4_qat_qconfig = QConfig(
     weight=FakeQuantize.with_args(observer=PerChannelMinMaxObserver, dtype="qint4", qscheme="per_channel_symmetric",
                                   ch_axis=0))
 default_dynamic_qconfig = QConfig(activation=None, weight=_per_channel_weight())
+per_tensor_dynamic_qconfig = QConfig(activation=None,
+                                     weight=MinMaxObserver.with_args(dtype="qint8", qscheme="per_tensor_symmetric"))
 
 
 def lsq_qconfig(bits=4):

@@ -307,10 +307,12 @@ class DynamicQuantizedLinear(Module):
         super().__init__()
         self.in_features, self.out_features = linear.weight.shape[1], linear.weight.shape[0]
         self.per_row, self.layer_name, self.w_info = per_row, name, w_info
-        w_scale = np.broadcast_to(np.asarray(w_scale, dtype=np.float32), (self.out_features,)).copy()
-        w_zp = np.broadcast_to(np.asarray(w_zp, dtype=np.int64), (self.out_features,)).astype(np.int8)
+        # per-tensor weights keep ONE scale and zero point (0-d arrays), per-channel weights one per row
+        w_scale = np.asarray(w_scale, dtype=np.float32).copy()
+        w_zp = np.asarray(w_zp, dtype=np.int64).astype(np.int8)
+        axis = 0 if w_scale.ndim else None
         self.register_buffer("weight_int", quantize(linear.weight.data, w_scale, w_zp, w_info["qmin"],
-                                                    w_info["qmax"], axis=0))
+                                                    w_info["qmax"], axis=axis))
         if self.weight_int.dtype != np.int8:
             raise ValueError(f"{name}: dynamic quantization takes weights of at most 8 bits, got {w_info['dtype']}")
         self.register_buffer("weight_scale", w_scale)
@@ -323,7 +325,8 @@ class DynamicQuantizedLinear(Module):
         """This layer's integer_ops.DynamicIntLinear (weight packed once; cached outside the module)."""
         sources = (*self._buffers.values(), self.per_row, self.act_qmin, self.act_qmax)
         return _cached_kernel(self, sources, lambda: integer_ops.DynamicIntLinear(
-            self.weight_int, self.weight_zero_point, self.weight_scale, self.bias, self.per_row, self.act_qmin,
+            self.weight_int, np.broadcast_to(self.weight_zero_point, (self.out_features,)),
+            np.broadcast_to(self.weight_scale, (self.out_features,)), self.bias, self.per_row, self.act_qmin,
             self.act_qmax, self.layer_name))
 
     def forward(self, x):

@@ -241,11 +241,7 @@ class _Decoder:
             return self.memo[node["id"]]
         if kind == "tensor":
             cls = self.resolve_class(node["class"])
-            t = cls.__new__(cls)
-            t.data = self.decode(node["state"]["data"])
-            t.grad, t.requires_grad = None, bool(node["state"]["requires_grad"])
-            t._ctx = t._op = t._parents = None
-            t._retain = False
+            t = cls._wrap(self.decode(node["state"]["data"]), bool(node["state"]["requires_grad"]))
             self.memo[node["id"]] = t
             return t
         if kind == "namedtuple":
