@@ -63,13 +63,9 @@ def as_pair(value, name):
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
-PARALLEL_MIN_BYTES = 1 << 23     # below ~8 MB of columns one thread is faster than starting the others
-
-
-def im2col_u8(x, kernel_size, stride=1, padding=0, pad_value=0, k_padded=None, parallel=None):
-    """uint8 x [N, C, H, W] -> uint8 cols [N*OH*OW, k_padded] (see module docstring); returns (cols, OH, OW).
-
-    parallel: None = threads only for at least PARALLEL_MIN_BYTES of columns; True / False forces."""
+def _geometry(x, channels_last, kernel_size, stride, padding, pad_value, k_padded):
+    """Check the arguments of an im2col; return (batch, channels, height, width, kh, kw, sh, sw, ph, pw, out_h,
+    out_w, k_padded) with K = C*kh*kw rounded up to a multiple of 4 unless k_padded is given."""
     check_array("x", x, np.uint8, ndim=4)
     kh, kw = as_pair(kernel_size, "kernel_size")
     sh, sw = as_pair(stride, "stride")
@@ -78,7 +74,10 @@ def im2col_u8(x, kernel_size, stride=1, padding=0, pad_value=0, k_padded=None, p
         raise ValueError(f"need kernel_size >= 1, stride >= 1, padding >= 0; got {kernel_size}, {stride}, {padding}")
     if not 0 <= int(pad_value) <= 255:
         raise ValueError(f"pad_value must be a uint8 value, got {pad_value}")
-    batch, channels, height, width = x.shape
+    if channels_last:
+        batch, height, width, channels = x.shape
+    else:
+        batch, channels, height, width = x.shape
     out_h, out_w = conv_output_size(height, kh, sh, ph), conv_output_size(width, kw, sw, pw)
     if out_h < 1 or out_w < 1:
         raise ValueError(f"kernel {kh}x{kw} (padding {ph},{pw}) is larger than the input {height}x{width}")
@@ -86,6 +85,18 @@ def im2col_u8(x, kernel_size, stride=1, padding=0, pad_value=0, k_padded=None, p
     k_padded = -(-k_size // 4) * 4 if k_padded is None else int(k_padded)
     if k_padded < k_size:
         raise ValueError(f"k_padded={k_padded} is smaller than C*kh*kw={k_size}")
+    return batch, channels, height, width, kh, kw, sh, sw, ph, pw, out_h, out_w, k_padded
+
+
+PARALLEL_MIN_BYTES = 1 << 23     # below ~8 MB of columns one thread is faster than starting the others
+
+
+def im2col_u8(x, kernel_size, stride=1, padding=0, pad_value=0, k_padded=None, parallel=None):
+    """uint8 x [N, C, H, W] -> uint8 cols [N*OH*OW, k_padded] (see module docstring); returns (cols, OH, OW).
+
+    parallel: None = threads only for at least PARALLEL_MIN_BYTES of columns; True / False forces."""
+    (batch, channels, height, width, kh, kw, sh, sw, ph, pw, out_h, out_w,
+     k_padded) = _geometry(x, False, kernel_size, stride, padding, pad_value, k_padded)
     cols = np.empty((batch * out_h * out_w, k_padded), np.uint8)
     if ph or pw:                     # pad once with the zero point (real 0.0)
         xp = np.full((batch, channels, height + 2 * ph, width + 2 * pw), pad_value, np.uint8)
@@ -146,22 +157,8 @@ def im2col_nhwc_u8(x, kernel_size, stride=1, padding=0, pad_value=0, k_padded=No
     for a weight w[O, C, kh, kw] packed as w.transpose(0, 2, 3, 1).reshape(O, -1). Each window row is kw * C
     consecutive bytes on both sides (a vectorised copy), which makes this several times faster than the NCHW
     im2col for small kernels. Returns (cols, OH, OW)."""
-    check_array("x", x, np.uint8, ndim=4)
-    kh, kw = as_pair(kernel_size, "kernel_size")
-    sh, sw = as_pair(stride, "stride")
-    ph, pw = as_pair(padding, "padding")
-    if kh < 1 or kw < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"need kernel_size >= 1, stride >= 1, padding >= 0; got {kernel_size}, {stride}, {padding}")
-    if not 0 <= int(pad_value) <= 255:
-        raise ValueError(f"pad_value must be a uint8 value, got {pad_value}")
-    batch, height, width, channels = x.shape
-    out_h, out_w = conv_output_size(height, kh, sh, ph), conv_output_size(width, kw, sw, pw)
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"kernel {kh}x{kw} (padding {ph},{pw}) is larger than the input {height}x{width}")
-    k_size = channels * kh * kw
-    k_padded = -(-k_size // 4) * 4 if k_padded is None else int(k_padded)
-    if k_padded < k_size:
-        raise ValueError(f"k_padded={k_padded} is smaller than C*kh*kw={k_size}")
+    (batch, channels, height, width, kh, kw, sh, sw, ph, pw, out_h, out_w,
+     k_padded) = _geometry(x, True, kernel_size, stride, padding, pad_value, k_padded)
     if ph or pw:
         xp = np.full((batch, height + 2 * ph, width + 2 * pw, channels), pad_value, np.uint8)
         xp[:, ph:ph + height, pw:pw + width, :] = x
