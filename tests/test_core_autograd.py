@@ -187,3 +187,10 @@ def test_gradcheck_catches_a_wrong_backward():
 
     with pytest.raises(AssertionError, match="analytic"):
         gradcheck(lambda x: BadSquare.apply(x), [T([1.0, 2.0])])
+
+
+def test_matmul_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not match"):
+        mc.Tensor(np.zeros((2, 3))) @ mc.Tensor(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"matmul: shapes \(3,\) and \(4,\)"):
+        mc.Tensor(np.zeros(3)) @ mc.Tensor(np.zeros(4))

@@ -69,6 +69,11 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2] if b.ndim >= 2 else None
+        if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != k_b:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: the last dimension of the "
+                             f"first ({a.shape[-1] if a.ndim else 'scalar'}) must equal the "
+                             f"{'first' if b.ndim == 1 else 'second-to-last'} dimension of the second")
         ctx.save_for_backward(a, b)
         return np.matmul(a, b)
 
