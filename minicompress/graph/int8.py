@@ -18,6 +18,8 @@ with s > 0 is increasing and commutes with the ops that only move or compare val
     qlinear / qconv2d, max(q, z) -> qlinear+relu / qconv2d+relu  (the requantization clamps at z instead)
     qlinear / qconv2d, lookup table -> qlinear+lut / qconv2d+lut (the activation applied to the GEMM's codes)
     qconv2d, integer add (a residual) [, max(q, z)] -> qconv2d+add [+relu]   (mc.quant's int_add on the codes)
+    dequantize, bmm [, div] [, quantize] -> int_bmm[+div][+requantize]   (the attention bmm's, INT8 operands;
+        the epilogue x s_a s_b [/ d] [-> quantize] in the same float32 steps, see the end of this file)
 QuantizedAdd is called as `.add(a, b)` (FloatFunctional), not through forward: the tracer wraps that method
 while it runs and records quantize, quantize -> qadd -> dequantize.
 After them, a chain of integer layers has no float tensor between its ops (Jacob et al., CVPR 2018; the
@@ -66,6 +68,27 @@ def convert_qmax_pool2d(m):
     return "max_pool2d", {"kernel": (kh, kw), "stride": (sh, sw), "pads": (ph, ph, pw, pw), "dilation": (1, 1)}, {}
 
 
+def convert_quantize_codes(m):
+    """QuantizeCodes (the float boundary before an integer bmm): quantize, dequantize."""
+    q = _qp(m.qp)
+    return [("quantize", q, {}), ("dequantize", {"scale": q["scale"], "zero_point": q["zero_point"]}, {})]
+
+
+def convert_quantized_bmm(m):
+    """QuantizedBmm as the deck's unfused INT8 pattern: (dequantized operands) bmm [-> div] [-> quantize,
+    dequantize [-> permute, flatten: heads merged]]. The rules below collapse it into one int_bmm node."""
+    grid = lambda qp: (np.float32(qp.scale), int(qp.zero_point))  # noqa: E731
+    steps = [("bmm", {"transpose_b": bool(m.transpose_b), "grid_a": grid(m.a_qp), "grid_b": grid(m.b_qp)}, {})]
+    if m.divisor is not None:
+        steps.append(("div_scalar", {"divisor": float(m.divisor)}, {}))
+    if m.out_qp is not None:
+        q = _qp(m.out_qp)
+        steps += [("quantize", q, {}), ("dequantize", {"scale": q["scale"], "zero_point": q["zero_point"]}, {})]
+        if m.merge_heads:
+            steps += [("permute", {"axes": (0, 2, 1, 3)}, {}), ("flatten", {"start_dim": 2, "end_dim": 3}, {})]
+    return steps
+
+
 def quantized_leaf_layers():
     """{class: converter} for mc.quant's integer modules (empty if mc.quant cannot be imported)."""
     try:
@@ -85,6 +108,12 @@ def quantized_leaf_layers():
     out = {getattr(Q, name): fn for name, fn in table.items() if hasattr(Q, name)}
     if hasattr(qmodules, "Identity"):
         out[qmodules.Identity] = lambda m: ("identity", {}, {})
+    try:
+        from ..quant import quantized_attention as QA
+    except ImportError:  # pragma: no cover
+        return out
+    out[QA.QuantizeCodes] = convert_quantize_codes
+    out[QA.QuantizedBmm] = convert_quantized_bmm
     return out
 
 
@@ -190,6 +219,9 @@ KERNELS = {
     "qconv2d": _qconv2d,
     "int_relu": _int_relu,
     "int_max_pool2d": _int_max_pool2d,
+    "bmm": lambda n: _bmm(n),
+    "div_scalar": lambda n: lambda x: x / np.float32(n.attrs["divisor"]),
+    "int_bmm": lambda n: _int_bmm(n),
 }
 
 
@@ -314,3 +346,100 @@ INT8 = [
     Rule(P("lut", P(("qlinear", "qconv2d"), name="gemm", where=_integer_gemm_with())), _fuse_lut,
          "# qlinear / qconv2d, lookup table -> qlinear+lut / qconv2d+lut"),
 ]
+
+
+# ---- the attention bmm's: dequantize -> bmm (-> div) (-> quantize) -> int_bmm --------------------------------------
+# Unfused (traced from mc.quant's QuantizedMultiheadAttention, or written by hand), a bmm reads two dequantized
+# code tensors. Its float kernel evaluates the product of the real values the codes stand for: when both inputs
+# lie on their grids (x = dequantize(q), recovered exactly by q = rint(x / s) + z) it sums (q_a - z_a)(q_b - z_b)
+# in integers and rounds once, float32(acc) * float32(s_a s_b); off the grids it is a plain float matmul.
+# Fused, int_bmm reads the codes themselves (no float operands), runs the integer GEMM (int32, exact) and then,
+# in one epilogue, the same float32 steps: x s_a s_b [/ d] [-> quantize(s_out, z_out)] (integer_ops.
+# int_bmm_epilogue, the very function QuantizedMultiheadAttention calls), so fused == unfused bit for bit.
+def _codes_on_grid(x, scale, zero_point):
+    """The int8 / uint8 codes q with dequantize(q) == x exactly, or None if x is not on the grid."""
+    from ..quant.qparams import dequantize
+    if x.dtype != np.float32 or not np.isfinite(x).all():
+        return None
+    q = np.rint(x / np.float32(scale)) + zero_point
+    lo, hi = (q.min(), q.max()) if q.size else (0, 0)
+    if lo >= 0 and hi <= 255:
+        q = q.astype(np.uint8)
+    elif lo >= -128 and hi <= 127:
+        q = q.astype(np.int8)
+    else:
+        return None
+    return q if np.array_equal(dequantize(q, scale, zero_point), x) else None
+
+
+def _bmm(node):
+    from ..quant import integer_ops
+    a = node.attrs
+
+    def step(x, y):
+        if a.get("transpose_b"):
+            y = np.swapaxes(y, -1, -2)
+        if a.get("grid_a") is not None and a.get("grid_b") is not None:
+            (sa, za), (sb, zb) = a["grid_a"], a["grid_b"]
+            qa, qb = _codes_on_grid(x, sa, za), _codes_on_grid(y, sb, zb)
+            if qa is not None and qb is not None:
+                return integer_ops.int_bmm_epilogue(integer_ops.int_bmm(qa, za, qb, zb, node.name), sa, sb)
+        return np.matmul(x, y).astype(np.float32)
+    return step
+
+
+def _int_bmm(node):
+    from ..quant import integer_ops
+    a = node.attrs
+    steps = dict(a.get("epilogue", ()))
+
+    def step(qa, qb):
+        if a["transpose_b"]:
+            qb = np.swapaxes(qb, -1, -2)
+        acc = integer_ops.int_bmm(qa, a["zero_point_a"], qb, a["zero_point_b"], node.name)
+        return integer_ops.int_bmm_epilogue(acc, a["scale_a"], a["scale_b"], steps.get("div"),
+                                            steps.get("requantize"))
+    return step
+
+
+def _fuse_bmm(graph, m):
+    """int_bmm on the codes of both dequantize nodes; the div and the quantize (if matched) in its epilogue."""
+    bmm, dqa, dqb = m["bmm"], m["dqa"], m["dqb"]
+    epilogue = []
+    if "div" in m:
+        epilogue.append(("div", float(m["div"].attrs["divisor"])))
+    if m.root.op == "quantize":
+        q = m.root.attrs
+        epilogue.append(("requantize", (q["scale"], q["zero_point"], q["qmin"], q["qmax"])))
+    attrs = {"transpose_b": bool(bmm.attrs.get("transpose_b", False)), "scale_a": dqa.attrs["scale"],
+             "zero_point_a": dqa.attrs["zero_point"], "scale_b": dqb.attrs["scale"],
+             "zero_point_b": dqb.attrs["zero_point"], "epilogue": tuple(epilogue)}
+    return Node(m.root.name, "int_bmm", [dqa.inputs[0], dqb.inputs[0]], attrs, source=bmm.source)
+
+
+def _not_read_only_by(*ops):
+    """where-constraint: the node is an output or is not read by exactly one node of `ops` (so the longer
+    pattern ending at that reader gets the chance to fuse it first)."""
+    def where(node, graph):
+        readers = graph.consumers()[node.name]
+        if node.name in graph.outputs or len(readers) != 1:
+            return True
+        return graph.node(readers[0]).op not in ops
+    return where
+
+
+def _bmm_pattern(where=None):
+    return P("bmm", P("dequantize", name="dqa"), P("dequantize", name="dqb"), name="bmm", where=where)
+
+
+BMM_RULES = [
+    Rule(P("quantize", P("div_scalar", _bmm_pattern(), name="div")), _fuse_bmm,
+         "# dequantize, bmm, div, quantize -> int_bmm+div+requantize (INT8 in, INT8 out)"),
+    Rule(P("quantize", _bmm_pattern()), _fuse_bmm,
+         "# dequantize, bmm, quantize -> int_bmm+requantize (INT8 in, INT8 out)"),
+    Rule(P("div_scalar", _bmm_pattern(), name="div", where=_not_read_only_by("quantize")), _fuse_bmm,
+         "# dequantize, bmm, div -> int_bmm+div (INT8 in, float out: scaled attention scores)"),
+    Rule(_bmm_pattern(where=_not_read_only_by("div_scalar", "quantize")), _fuse_bmm,
+         "# dequantize, bmm -> int_bmm (INT8 in, float out)"),
+]
+INT8.extend(BMM_RULES)

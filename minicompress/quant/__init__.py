@@ -26,9 +26,10 @@ from .qat import ConvBn2d, freeze_bn_stats
 from .qparams import (calc_qparams, calc_qparams_per_group, dequantize, dequantize_per_group, fake_quantize, qrange,
                       quantize, quantize_per_group)
 from .qtensor import QTensor
+from .quantized_attention import AttentionQConfig, attention_qconfig
 from .workflow import convert, prepare, prepare_qat, quantize_dynamic, simulate
 
-__all__ = ["qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", "calc_qparams_per_group",
+__all__ = ["AttentionQConfig", "attention_qconfig", "qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", "calc_qparams_per_group",
            "quantize_per_group", "dequantize_per_group", "MinMaxObserver", "MovingAverageMinMaxObserver",
            "PerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver", "MSEObserver", "EntropyObserver",
            "ObserverBase", "FakeQuantize", "LearnableFakeQuantize", "disable_observer", "enable_observer",

@@ -374,3 +374,45 @@ def int_add(qa, sa, za, qb, sb, zb, s_out, z_out, qmin, qmax):
     m0, shift = quantize_multiplier(twice_max / ((1 << LEFT_SHIFT) * float(s_out)))
     total = (out[0].astype(np.int64) + out[1]).astype(np.int32)
     return requantize(total, m0, shift, z_out, qmin, qmax).reshape(qa.shape)
+
+
+# ---- batched matmul on codes (the two matmuls of attention) ------------------------------------------------------
+def int_bmm(qa, za, qb, zb, who="int_bmm"):
+    """acc[..., m, n] = sum_k (qa[..., m, k] - za)(qb[..., k, n] - zb), int32, exact; batched over the leading
+    axes (e.g. (N, H)), which broadcast as in np.matmul. qa, qb: int8 / uint8 codes; za, zb: per-tensor ints.
+
+    Exact by construction: the operands are small integers (|q - z| <= 255) and the products are summed in
+    float64 only when K * max|qa - za| * max|qb - zb| < 2^31 (< 2^53: every partial sum is an integer float64
+    holds exactly); a larger bound is the int32 overflow error of check_accumulator, naming `who`."""
+    for name, q in (("first operand", qa), ("second operand", qb)):
+        if not isinstance(q, np.ndarray) or q.dtype not in (np.uint8, np.int8):
+            raise TypeError(f"{who}: the {name} must be int8/uint8 codes, got "
+                            f"{getattr(q, 'dtype', type(q).__name__)}")
+    if qa.ndim < 2 or qb.ndim < 2 or qa.shape[-1] != qb.shape[-2]:
+        raise ValueError(f"{who}: shapes {qa.shape} and {qb.shape} do not chain as (..., M, K) @ (..., K, N)")
+    a = qa.astype(np.float64) - float(int(za))
+    b = qb.astype(np.float64) - float(int(zb))
+    max_a = int(np.abs(a).max()) if a.size else 0
+    max_b = int(np.abs(b).max()) if b.size else 0
+    check_accumulator(qa.shape[-1], max_a, max_b, 0, who)
+    return np.matmul(a, b).astype(np.int32)
+
+
+def bmm_output_scale(scale_a, scale_b):
+    """The scale of an int_bmm accumulator: float32(s_a s_b) (the product taken in float64, rounded once)."""
+    return np.float32(np.float64(np.float32(scale_a)) * np.float64(np.float32(scale_b)))
+
+
+def int_bmm_epilogue(acc, scale_a, scale_b, divisor=None, out_qparams=None):
+    """acc (int32) -> float32(acc) * s_a s_b [/ divisor] [-> quantize(., s_out, z_out, qmin, qmax)].
+
+    The steps of the unfused path dequantize -> bmm -> div -> quantize in the same float32 operations, applied
+    in one pass after the integer GEMM (so a fused graph and the quantized attention agree bit for bit).
+    out_qparams = (s_out, z_out, qmin, qmax) or None (float output)."""
+    y = acc.astype(np.float32) * bmm_output_scale(scale_a, scale_b)
+    if divisor is not None:
+        y = y / np.float32(divisor)
+    if out_qparams is None:
+        return y
+    s_out, z_out, qmin, qmax = out_qparams
+    return quantize(y, np.float32(s_out), int(z_out), int(qmin), int(qmax))

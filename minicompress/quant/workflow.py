@@ -7,7 +7,10 @@ prepare(model, qconfig, *, overrides=None)  a deep copy in which
     - every Linear / Conv2d with a qconfig becomes an `Observed` (input, weight, output observers); inside a
       Sequential a layer's input observer IS the previous quantized layer's output observer when only
       Flatten / MaxPool2d / ReLU / Dropout stand between them, so both use one (scale, zero_point);
-    - every FloatFunctional becomes an ObservedAdd.
+    - every FloatFunctional becomes an ObservedAdd;
+    - every nn.MultiheadAttention whose qconfig is an AttentionQConfig (quantized_attention.attention_qconfig)
+      becomes an ObservedMultiheadAttention, and convert makes it a QuantizedMultiheadAttention (both bmm's on
+      int8 codes); with a plain QConfig only its out_proj is quantized, as before.
     overrides = {module_name: QConfig or None}: the longest matching dotted prefix wins; None = float.
 Calibration is just calling the prepared model on batches. convert(prepared) -> integer model (quantized.py).
 """
@@ -19,6 +22,7 @@ from .. import nn
 from ..nn.containers import Sequential
 from ..nn.module import Module
 from .dynamic_attention import DynamicQuantizedMultiheadAttention
+from .quantized_attention import AttentionQConfig, ObservedMultiheadAttention, QuantizedMultiheadAttention
 from .fuse import fold_bn_into_conv
 from .qat import ConvBn2d
 from .modules import FixedFakeQuantize, FloatFunctional, Identity, Observed, ObservedAdd
@@ -107,10 +111,10 @@ def _fold_and_fuse(model, qconfig, overrides, qat=False, freeze_bn_step=None):
 
 
 def _attach(model, qconfig, overrides, types):
-    count = 0
+    count = _attach_attention(model, qconfig, overrides)
     relu = _cls("ReLU")
     for seq_name, parent in list(model.named_modules()):
-        if isinstance(parent, (Observed, ObservedAdd, ConvBn2d)):
+        if isinstance(parent, (Observed, ObservedAdd, ConvBn2d, ObservedMultiheadAttention)):
             continue
         keys = list(parent._modules)
         shared = None  # the output observer of the last quantized layer in this Sequential run
@@ -140,6 +144,21 @@ def _attach(model, qconfig, overrides, types):
                 count += 1
             elif not (isinstance(parent, Sequential) and _transparent(m)):
                 shared = None
+    return count
+
+
+def _attach_attention(model, qconfig, overrides):
+    """nn.MultiheadAttention whose qconfig is an AttentionQConfig -> ObservedMultiheadAttention (the integer
+    bmm's); with a plain QConfig the attention is left to _attach (only its out_proj is quantized)."""
+    mha_cls, count = _cls("MultiheadAttention"), 0
+    for name, m in list(model.named_modules()):
+        qc = qconfig_for(name, qconfig, overrides)
+        if mha_cls is not None and type(m) is mha_cls and isinstance(qc, AttentionQConfig):
+            if not name:
+                raise ValueError("prepare: the model itself is a MultiheadAttention; wrap it in a Module "
+                                 "(e.g. nn.Sequential) to quantize it statically")
+            model.set_submodule(name, ObservedMultiheadAttention(m, qc, name))
+            count += 1
     return count
 
 
@@ -190,6 +209,8 @@ def convert(prepared, inplace=False):
         raise ValueError("convert: this model has no prepared layers, so nothing would be quantized; "
                          "call mc.quant.prepare(model, qconfig) (and calibrate) or prepare_qat first")
     model = prepared if inplace else copy.deepcopy(prepared)
+    for name, m in [(n, m) for n, m in model.named_modules() if isinstance(m, ObservedMultiheadAttention)]:
+        model.set_submodule(name, _convert_attention(m))
     for name, m in [(n, m) for n, m in model.named_modules() if isinstance(m, (Observed, ObservedAdd))]:
         if isinstance(m, Observed):
             new = _convert_observed(m)
@@ -201,6 +222,14 @@ def convert(prepared, inplace=False):
     _link_sequentials(model)
     model.eval()
     return model
+
+
+def _convert_attention(m):
+    """ObservedMultiheadAttention -> QuantizedMultiheadAttention (the context's qparams: out_proj's input)."""
+    who = m.layer_name
+    qps = [_act_qparams(o, who, what) for o, what in ((m.q_observer, "Q"), (m.k_observer, "K"),
+                                                       (m.v_observer, "V"), (m.attn_observer, "attention"))]
+    return QuantizedMultiheadAttention(m, *qps, _convert_observed(m.out_proj))
 
 
 def _link_sequentials(model):
@@ -269,6 +298,11 @@ def simulate(prepared):
             if not isinstance(m.module, ConvBn2d):
                 m.bias_scale = (np.float64(m.input_observer.scale) *
                                 np.asarray(m.weight_observer.scale, dtype=np.float64).reshape(-1))
+        elif isinstance(m, ObservedMultiheadAttention):
+            m.q_observer = fixed(m.q_observer, name, "Q")
+            m.k_observer = fixed(m.k_observer, name, "K")
+            m.v_observer = fixed(m.v_observer, name, "V")
+            m.attn_observer = fixed(m.attn_observer, name, "attention")
         elif isinstance(m, ObservedAdd):
             m.observer_a = fixed(m.observer_a, name, "first input")
             m.observer_b = fixed(m.observer_b, name, "second input")
