@@ -328,3 +328,20 @@ def test_per_tensor_dynamic_weights_store_one_scale_and_match_numpy():
     np.testing.assert_allclose(dq(mc.Tensor(x)).data, ref, rtol=1e-5, atol=1e-5)
     per_channel = quant.quantize_dynamic(mc.nn.Sequential(lin))[0]
     assert quant.model_size_bytes(dq) < quant.model_size_bytes(per_channel)
+
+
+def test_dynamic_quantization_fuses_a_following_relu_exactly():
+    mc.manual_seed(5)
+    model = mc.nn.Sequential(mc.nn.Linear(8, 16), mc.nn.ReLU(), mc.nn.Linear(16, 4), mc.nn.ReLU())
+    dq = quant.quantize_dynamic(model)
+    assert dq[0].relu and dq[2].relu and type(dq[1]).__name__ == "Identity" and type(dq[3]).__name__ == "Identity"
+    assert isinstance(model[1], mc.nn.ReLU)                      # the float model is not changed
+    x = np.random.default_rng(5).standard_normal((7, 8)).astype(np.float32)
+    alone = quant.quantize_dynamic(mc.nn.Sequential(mc.nn.Linear(8, 16)))[0]
+    alone.load_state_dict(dict(dq[0].state_dict()), strict=False)  # same integer weights, no fused ReLU
+    expected = np.maximum(alone(mc.Tensor(x)).data, 0)
+    fused = dq[0](mc.Tensor(x)).data
+    np.testing.assert_array_equal(fused, expected)
+    np.testing.assert_array_equal(dq[0]._kernel().reference(x), expected)   # the NumPy twin agrees
+    assert (fused == 0).any() and (fused > 0).any()
+    assert "relu=True" in repr(dq[0])

@@ -316,10 +316,10 @@ class DynamicIntLinear:
     (or 7-bit, reduce_range) float32 activations; other cases run `reference`, its NumPy twin."""
 
     def __init__(self, weight_int, weight_zero_point, weight_scale, bias, per_row=False, act_qmin=0, act_qmax=255,
-                 who=""):
+                 who="", relu=False):
         self.prepared = prepare_weight(weight_int, weight_zero_point)
         self.weight_scale = np.asarray(weight_scale, dtype=np.float32)
-        self.bias, self.per_row, self.who = bias, bool(per_row), who
+        self.bias, self.per_row, self.who, self.relu = bias, bool(per_row), who, bool(relu)
         self.act_qmin, self.act_qmax = int(act_qmin), int(act_qmax)
         check_accumulator(self.prepared.k, self.act_qmax - self.act_qmin, self.prepared.max_abs, 0, who)
         self.kernel = None
@@ -327,7 +327,7 @@ class DynamicIntLinear:
             packed = kernels.pack_weight(self.prepared.weight, scale=self.weight_scale,
                                          zero_point=self.prepared.zero_point)
             self.kernel = kernels.DynamicQLinear(packed, bias, per_row=self.per_row,
-                                                 reduce_range=self.act_qmax == 127,
+                                                 reduce_range=self.act_qmax == 127, relu=self.relu,
                                                  parallel=LAYER_PARALLEL_MIN_MACS)
 
     def __call__(self, x2):
@@ -348,6 +348,8 @@ class DynamicIntLinear:
         y = acc.astype(np.float32) * (np.asarray(s_x, dtype=np.float32) * self.weight_scale[None, :]).astype(np.float32)
         if self.bias is not None:
             y = y + self.bias
+        if self.relu:
+            y = np.maximum(y, np.float32(0))
         return y.astype(np.float32)
 
 

@@ -303,10 +303,10 @@ INTEGER_PASSTHROUGH = (QuantizedReLU, QuantizedFlatten, QuantizedUnflatten, Quan
 class DynamicQuantizedLinear(Module):
     """int8 per-channel weights; activations quantized per batch (or per row) at run time; float output."""
 
-    def __init__(self, linear, w_scale, w_zp, w_info, per_row=False, act_bits=8, name=""):
+    def __init__(self, linear, w_scale, w_zp, w_info, per_row=False, act_bits=8, name="", relu=False):
         super().__init__()
         self.in_features, self.out_features = linear.weight.shape[1], linear.weight.shape[0]
-        self.per_row, self.layer_name, self.w_info = per_row, name, w_info
+        self.per_row, self.layer_name, self.w_info, self.relu = per_row, name, w_info, bool(relu)
         # per-tensor weights keep ONE scale and zero point (0-d arrays), per-channel weights one per row
         w_scale = np.asarray(w_scale, dtype=np.float32).copy()
         w_zp = np.asarray(w_zp, dtype=np.int64).astype(np.int8)
@@ -323,11 +323,11 @@ class DynamicQuantizedLinear(Module):
 
     def _kernel(self):
         """This layer's integer_ops.DynamicIntLinear (weight packed once; cached outside the module)."""
-        sources = (*self._buffers.values(), self.per_row, self.act_qmin, self.act_qmax)
+        sources = (*self._buffers.values(), self.per_row, self.act_qmin, self.act_qmax, self.relu)
         return _cached_kernel(self, sources, lambda: integer_ops.DynamicIntLinear(
             self.weight_int, np.broadcast_to(self.weight_zero_point, (self.out_features,)),
             np.broadcast_to(self.weight_scale, (self.out_features,)), self.bias, self.per_row, self.act_qmin,
-            self.act_qmax, self.layer_name))
+            self.act_qmax, self.layer_name, relu=self.relu))
 
     def forward(self, x):
         arr = x.data if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
@@ -338,6 +338,7 @@ class DynamicQuantizedLinear(Module):
 
     def extra_repr(self):
         w = self.w_info
-        return (f"in_features={self.in_features}, out_features={self.out_features}, weight: {w['dtype']} "
+        return (f"in_features={self.in_features}, out_features={self.out_features}, relu={self.relu}, "
+                f"weight: {w['dtype']} "
                 f"{w['qscheme']} {_describe(self.weight_scale, self.weight_zero_point)}, activation: quint8 "
                 f"dynamic per-{'row' if self.per_row else 'batch'}, output float")

@@ -319,20 +319,37 @@ def prepare_qat(model, qconfig, *, overrides=None, freeze_bn_step=None):
     return prepared.train()
 
 
-def _dynamic_linear(m, qc, per_row, name):
+def _dynamic_linear(m, qc, per_row, name, relu=False):
     obs = qc.weight()
     obs(m.weight)
     scale, zp = obs.calculate_qparams()
     inner = _inner_observer(obs)
     info = dict(qmin=inner.quant_min, qmax=inner.quant_max, dtype=inner.dtype, qscheme=inner.qscheme,
                 observer=type(inner).__name__)
-    return Q.DynamicQuantizedLinear(m, scale, zp, info, per_row=per_row, name=name)
+    return Q.DynamicQuantizedLinear(m, scale, zp, info, per_row=per_row, name=name, relu=relu)
+
+
+def _relu_after(model, name):
+    """True when `name` sits in a Sequential and the next module is a ReLU: dynamic quantization then fuses it
+    into the Linear (as PyTorch's dynamic LinearReLU), replacing the ReLU by an Identity placeholder."""
+    parent_name, _, key = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    relu = _cls("ReLU")
+    if not isinstance(parent, Sequential) or relu is None:
+        return False
+    keys = list(parent._modules)
+    i = keys.index(key)
+    if i + 1 < len(keys) and type(parent._modules[keys[i + 1]]) is relu:
+        parent._modules[keys[i + 1]] = Identity("ReLU fused into the previous layer")
+        return True
+    return False
 
 
 def quantize_dynamic(model, qconfig=None, *, overrides=None, per_row=False):
     """Dynamic PTQ: a copy whose Linear layers are DynamicQuantizedLinear and whose MultiheadAttention modules
     are DynamicQuantizedMultiheadAttention (packed in-projection and out_proj quantized). qconfig.weight gives
-    the weight observer (default: per-channel qint8); per_row=True measures each row's range at run time."""
+    the weight observer (default: per-channel qint8); per_row=True measures each row's range at run time.
+    A ReLU that follows a Linear in a Sequential is fused into it (applied in the GEMM's output pass)."""
     _check_model(model, "quantize_dynamic")
     qconfig = default_dynamic_qconfig if qconfig is None else qconfig
     _check_qconfig(qconfig, "quantize_dynamic")
@@ -359,7 +376,8 @@ def quantize_dynamic(model, qconfig=None, *, overrides=None, per_row=False):
             done.append(name)
             count += 2
         elif type(m) is linear:
-            out.set_submodule(name, _dynamic_linear(m, qc, per_row, name))
+            fuse = bool(name) and _relu_after(out, name)
+            out.set_submodule(name, _dynamic_linear(m, qc, per_row, name, relu=fuse))
             count += 1
     if count == 0:
         raise ValueError("quantize_dynamic: nothing to quantize -- the model has no Linear layer with a qconfig")
