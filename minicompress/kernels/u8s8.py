@@ -48,37 +48,37 @@ def micro_kernel_portable(a, a_start, lda, rows, b, panel_start, k_groups, tile)
                 t[j] = np.int32(t[j] + np.int32(dot))
 
 
+@njit(cache=True)
+def _portable_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, tile):
+    """One work item: (64-column panel p, chunk of CHUNK rows), ROWS rows at a time, each tile's epilogue
+    applied as soon as it is computed."""
+    chunk, p = item // n_panels, item % n_panels              # consecutive items share an activation chunk
+    col0 = p * PANEL
+    n_cols = min(PANEL, n_size - col0)
+    panel_start = p * k_groups * PANEL * GROUP
+    row_end = min(m_size, (chunk + 1) * CHUNK)
+    i = chunk * CHUNK
+    while i < row_end:
+        rows = min(ROWS, row_end - i)
+        micro_kernel_portable(a, i * lda, lda, rows, b, panel_start, k_groups, tile)
+        epilogue_tile(tile, rows, i, col0, n_cols, ep, out_i32, out_u8, out_f32)
+        i += rows
+
+
 @njit(cache=True, parallel=True)
 def gemm_packed_portable(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32):
     n_panels = (n_size + PANEL - 1) // PANEL
     m_chunks = (m_size + CHUNK - 1) // CHUNK
     for item in prange(n_panels * m_chunks):
-        chunk, p = item // n_panels, item % n_panels          # consecutive items share an activation chunk
         tile = np.empty(ROWS * PANEL, np.int32)
-        col0 = p * PANEL
-        n_cols = min(PANEL, n_size - col0)
-        panel_start = p * k_groups * PANEL * GROUP
-        row_end = min(m_size, (chunk + 1) * CHUNK)
-        i = chunk * CHUNK
-        while i < row_end:
-            rows = min(ROWS, row_end - i)
-            micro_kernel_portable(a, i * lda, lda, rows, b, panel_start, k_groups, tile)
-            epilogue_tile(tile, rows, i, col0, n_cols, ep, out_i32, out_u8, out_f32)
-            i += rows
+        _portable_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, tile)
 
 
 @njit(cache=True)
 def gemm_packed_portable_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32):
-    """gemm_packed_portable on the calling thread only (same work items, in order)."""
+    """gemm_packed_portable on the calling thread only (same work items, in order, one tile buffer)."""
     n_panels = (n_size + PANEL - 1) // PANEL
+    m_chunks = (m_size + CHUNK - 1) // CHUNK
     tile = np.empty(ROWS * PANEL, np.int32)
-    for p in range(n_panels):
-        col0 = p * PANEL
-        n_cols = min(PANEL, n_size - col0)
-        panel_start = p * k_groups * PANEL * GROUP
-        i = 0
-        while i < m_size:
-            rows = min(ROWS, m_size - i)
-            micro_kernel_portable(a, i * lda, lda, rows, b, panel_start, k_groups, tile)
-            epilogue_tile(tile, rows, i, col0, n_cols, ep, out_i32, out_u8, out_f32)
-            i += rows
+    for item in range(n_panels * m_chunks):
+        _portable_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, tile)

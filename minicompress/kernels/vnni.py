@@ -72,28 +72,36 @@ def micro_kernel_vnni_1x64(a, a_start, b, b_start, k_groups, acc, acc_start):
     v_store(acc, t, c0), v_store(acc, t + 16, c1), v_store(acc, t + 32, c2), v_store(acc, t + 48, c3)
 
 
+@njit(cache=True)
+def _vnni_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, acc):
+    """One work item: the int32 tiles of (64-column panel p, chunk of CHUNK rows) in `acc` (zeroed here),
+    then the fused epilogue while they are still in L1."""
+    chunk, p = item // n_panels, item % n_panels              # consecutive items share an activation chunk
+    acc[:] = 0
+    col0 = p * PANEL
+    n_cols = min(PANEL, n_size - col0)
+    row0 = chunk * CHUNK
+    rows = min(CHUNK, m_size - row0)
+    for g0 in range(0, k_groups, K_BLOCK):                    # K blocks: the weight block (16 KB) stays in L1
+        groups = min(K_BLOCK, k_groups - g0)
+        b_start = (p * k_groups + g0) * STEP
+        r = 0
+        while r + ROWS <= rows:
+            micro_kernel_vnni_4x64(a, (row0 + r) * lda + g0 * GROUP, lda, b, b_start, groups, acc, r * PANEL)
+            r += ROWS
+        while r < rows:
+            micro_kernel_vnni_1x64(a, (row0 + r) * lda + g0 * GROUP, b, b_start, groups, acc, r * PANEL)
+            r += 1
+    epilogue_tile(acc, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32)
+
+
 @njit(cache=True, parallel=True)
 def gemm_packed_vnni(a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32):
     n_panels = (n_size + PANEL - 1) // PANEL
     m_chunks = (m_size + CHUNK - 1) // CHUNK
     for item in prange(n_panels * m_chunks):
-        chunk, p = item // n_panels, item % n_panels          # consecutive items share an activation chunk
-        acc = np.zeros(CHUNK * PANEL, np.int32)               # the item's int32 tiles: 8 KB, stays in L1
-        col0 = p * PANEL
-        n_cols = min(PANEL, n_size - col0)
-        row0 = chunk * CHUNK
-        rows = min(CHUNK, m_size - row0)
-        for g0 in range(0, k_groups, K_BLOCK):                # K blocks: the weight block (16 KB) stays in L1
-            groups = min(K_BLOCK, k_groups - g0)
-            b_start = (p * k_groups + g0) * STEP
-            r = 0
-            while r + ROWS <= rows:
-                micro_kernel_vnni_4x64(a, (row0 + r) * lda + g0 * GROUP, lda, b, b_start, groups, acc, r * PANEL)
-                r += ROWS
-            while r < rows:
-                micro_kernel_vnni_1x64(a, (row0 + r) * lda + g0 * GROUP, b, b_start, groups, acc, r * PANEL)
-                r += 1
-        epilogue_tile(acc, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32)   # fused, still in L1
+        acc = np.empty(CHUNK * PANEL, np.int32)               # the item's int32 tiles: 8 KB, stays in L1
+        _vnni_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, acc)
 
 
 @njit(cache=True)
@@ -103,20 +111,4 @@ def gemm_packed_vnni_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32, ou
     m_chunks = (m_size + CHUNK - 1) // CHUNK
     acc = np.empty(CHUNK * PANEL, np.int32)
     for item in range(n_panels * m_chunks):
-        chunk, p = item // n_panels, item % n_panels
-        acc[:] = 0
-        col0 = p * PANEL
-        n_cols = min(PANEL, n_size - col0)
-        row0 = chunk * CHUNK
-        rows = min(CHUNK, m_size - row0)
-        for g0 in range(0, k_groups, K_BLOCK):
-            groups = min(K_BLOCK, k_groups - g0)
-            b_start = (p * k_groups + g0) * STEP
-            r = 0
-            while r + ROWS <= rows:
-                micro_kernel_vnni_4x64(a, (row0 + r) * lda + g0 * GROUP, lda, b, b_start, groups, acc, r * PANEL)
-                r += ROWS
-            while r < rows:
-                micro_kernel_vnni_1x64(a, (row0 + r) * lda + g0 * GROUP, b, b_start, groups, acc, r * PANEL)
-                r += 1
-        epilogue_tile(acc, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32)
+        _vnni_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, acc)
