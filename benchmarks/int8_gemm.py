@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from minicompress import kernels  # noqa: E402
 from minicompress.kernels.epilogue import make_epilogue  # noqa: E402
 from minicompress.kernels.qgemm import _run  # noqa: E402
+from minicompress.report.latency import best_seconds  # noqa: E402
 
 SHAPES = [(32, 64, 64), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (128, 768, 768), (128, 768, 3072)]
 LINEARS = [(128, 768, 768), (128, 768, 3072)]
@@ -50,25 +51,12 @@ LINEARS = [(128, 768, 768), (128, 768, 3072)]
 SMALL_LINEARS = [(256, 64, 128), (256, 128, 64), (256, 64, 10), (256, 256, 256), (1024, 64, 128), (1024, 256, 256)]
 
 
-def best_time(fn, repeats, budget=1.0):
-    """Best of `repeats` calls (fewer if one call is slower than `budget` seconds)."""
-    best = np.inf
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        if time.perf_counter() - start > budget:
-            break
-    return best
-
-
 def interleaved(methods, rounds, repeats):
     """Run every method `repeats` times per round, rounds interleaved; best time of each."""
     best = {name: np.inf for name in methods}
     for _ in range(rounds):
         for name, fn in methods.items():
-            best[name] = min(best[name], best_time(fn, repeats))
+            best[name] = min(best[name], best_seconds(fn, repeats))
     return best
 
 

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from .latency import best_seconds
+
 DPI = 110
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -435,17 +437,6 @@ def fig_graph_fusion(out_dir, fast=False):
 
 # ---- 10. INT8 kernel ladder ------------------------------------------------------------------------------
 
-def _best_seconds(fn, repeats, budget):
-    best, start = np.inf, time.perf_counter()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        if time.perf_counter() - start > budget:
-            break
-    return best
-
-
 def kernel_ladder_methods(m, k, n, seed=0):
     """{label: zero-argument callable} for one M x K x N product; every integer rung is checked exact first."""
     from .. import kernels
@@ -486,7 +477,7 @@ def fig_kernel_ladder(out_dir, fast=False):
         best = {name: np.inf for name in methods}
         for _ in range(rounds):                       # interleaved rounds: load changes hit every rung alike
             for name, fn in methods.items():
-                best[name] = min(best[name], _best_seconds(fn, repeats, budget))
+                best[name] = min(best[name], best_seconds(fn, repeats, budget))
         results.append((f"{m}x{k}x{n}", {name: 2 * m * k * n / t / 1e9 for name, t in best.items()}))
     names = list(results[0][1])
     fig, ax = plt.subplots(figsize=(10, 5))

@@ -25,3 +25,16 @@ def measure_latency_ms(model, x, repeat=5, warmup=1):
             model(x)
             times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def best_seconds(fn, repeats, budget=1.0):
+    """Best wall time of `repeats` calls of fn() in seconds, stopping early once `budget` seconds have passed
+    (the best of N is the least disturbed run: what benchmarks of kernels compare)."""
+    best, start = float("inf"), time.perf_counter()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        if time.perf_counter() - start > budget:
+            break
+    return best
