@@ -89,7 +89,35 @@ def _width(model, name, which):
     return None
 
 
-class FeatureDistiller(Module):
+class _PairedHooks(Module):
+    """What both intermediate-layer distillers share: the (student, teacher) pair, kept as a tuple so that
+    neither is registered as a submodule, and forward hooks that catch the paired layers' outputs
+    (`attention=True`: the attention maps of MultiheadAttention layers)."""
+
+    attention = False
+
+    def __init__(self, student, teacher, pairs):
+        super().__init__()
+        self.pairs = dict(pairs)
+        self._models = (student, teacher)
+        self._catch_s = self._catch_t = None
+
+    def attach(self):
+        """Install the forward hooks (Distiller does this in on_train_begin)."""
+        self.detach()
+        student, teacher = self._models
+        self._catch_s = _Catcher(student, list(self.pairs), "student", attention=self.attention)
+        self._catch_t = _Catcher(teacher, list(self.pairs.values()), "teacher", attention=self.attention)
+        return self
+
+    def detach(self):
+        for c in (self._catch_s, self._catch_t):
+            if c is not None:
+                c.remove()
+        self._catch_s = self._catch_t = None
+
+
+class FeatureDistiller(_PairedHooks):
     """FitNets hints: `pairs` = {student layer name: teacher layer name}; `projections` hold the regressors.
 
     Widths come from the layers (out_features, out_channels, ...) or from `widths` =
@@ -98,10 +126,9 @@ class FeatureDistiller(Module):
     """
 
     def __init__(self, student, teacher, pairs, widths=None):
-        super().__init__()
         if not isinstance(pairs, dict) or not pairs:
             raise ValueError("FeatureDistiller: pairs must be a non-empty dict {student layer: teacher layer}")
-        self.pairs = dict(pairs)
+        super().__init__(student, teacher, pairs)
         widths = dict(widths or {})
         self.projections = ModuleList()
         self._projection_index = {}
@@ -113,22 +140,6 @@ class FeatureDistiller(Module):
             if ws != wt:
                 self._projection_index[s_name] = len(self.projections)
                 self.projections.append(Linear(ws, wt, bias=False))
-        self._models = (student, teacher)        # a tuple: not registered as submodules
-        self._catch_s = self._catch_t = None
-
-    def attach(self):
-        """Install the forward hooks (Distiller does this in on_train_begin)."""
-        self.detach()
-        student, teacher = self._models
-        self._catch_s = _Catcher(student, list(self.pairs), "student")
-        self._catch_t = _Catcher(teacher, list(self.pairs.values()), "teacher")
-        return self
-
-    def detach(self):
-        for c in (self._catch_s, self._catch_t):
-            if c is not None:
-                c.remove()
-        self._catch_s = self._catch_t = None
 
     def project(self, s_name, h):
         if s_name not in self._projection_index:
@@ -170,14 +181,15 @@ def attention_map_loss(student_attn, teacher_attn, kind="kl", eps=1e-8):
     return (t * (log_t - (student_attn + eps).log())).sum() / rows
 
 
-class AttentionDistiller(Module):
+class AttentionDistiller(_PairedHooks):
     """Attention-map transfer: `pairs` = {student MultiheadAttention name: teacher MultiheadAttention name}.
 
     Maps are head-averaged (N, L, S), so student and teacher may have different numbers of heads; the
     sequence lengths must agree. No parameters."""
 
+    attention = True
+
     def __init__(self, student, teacher, pairs, kind="kl"):
-        super().__init__()
         if not isinstance(pairs, dict) or not pairs:
             raise ValueError("AttentionDistiller: pairs must be a non-empty dict {student layer: teacher layer}")
         if kind not in ("kl", "mse"):
@@ -186,22 +198,8 @@ class AttentionDistiller(Module):
             for model, name, which in ((student, s_name, "student"), (teacher, t_name, "teacher")):
                 if not isinstance(_get(model, name, which), MultiheadAttention):
                     raise TypeError(f"AttentionDistiller: {which} layer {name!r} is not an nn.MultiheadAttention")
-        self.pairs, self.kind = dict(pairs), kind
-        self._models = (student, teacher)        # a tuple: not registered as submodules
-        self._catch_s = self._catch_t = None
-
-    def attach(self):
-        self.detach()
-        student, teacher = self._models
-        self._catch_s = _Catcher(student, list(self.pairs), "student", attention=True)
-        self._catch_t = _Catcher(teacher, list(self.pairs.values()), "teacher", attention=True)
-        return self
-
-    def detach(self):
-        for c in (self._catch_s, self._catch_t):
-            if c is not None:
-                c.remove()
-        self._catch_s = self._catch_t = None
+        super().__init__(student, teacher, pairs)
+        self.kind = kind
 
     def loss(self):
         if self._catch_s is None:
