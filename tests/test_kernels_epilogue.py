@@ -3,10 +3,13 @@ quantization, im2col and integer convolution, on both kernel paths, against NumP
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from minicompress.kernels import (DynamicQLinear, QLinear, cpu_has_vnni, im2col_reference, im2col_u8, pack_weight,
                                   qconv2d, qlinear, qlinear_dynamic, quantize_dynamic_u8, quantize_multiplier,
                                   requantize_reference)
+from minicompress.kernels import qgemm
+from minicompress.kernels.dynamic_quant import float_range
 from tests.strategies import int_matrix
 
 PATHS = ["portable", "vnni"] if cpu_has_vnni() else ["portable"]
@@ -94,6 +97,43 @@ def test_dynamic_quantization_equals_numpy(m, k, seed, per_row, reduce_range, sh
     np.testing.assert_array_equal(scale, scale_ref)
     np.testing.assert_array_equal(zp, zp_ref)
     assert q.max() <= (127 if reduce_range else 255)
+
+
+@given(x=arrays(np.float32, st.integers(1, 300), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+def test_float_range_equals_numpy_min_max_and_flags_nan_inf(x):
+    lo, hi, finite = float_range(x)
+    assert finite == bool(np.isfinite(x).all())
+    if finite:                    # the same float32 values (-0.0 and 0.0 compare equal: both qparams agree)
+        assert lo == x.min() and hi == x.max()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@given(m=st.integers(1, 40), k=st.integers(1, 90), n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       reduce_range=st.booleans(), relu=st.booleans())
+def test_dynamic_linear_in_one_call_equals_the_general_path(path, m, k, n, seed, reduce_range, relu):
+    # small per-tensor layers run quantize + GEMM + epilogue in one Numba call; parallel=True forces the
+    # general path (quantize_dynamic_u8, then the threaded GEMM): same arithmetic, so the same bits
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * rng.uniform(0.1, 10) + rng.uniform(-2, 2)).astype(np.float32)
+    packed = pack_weight(int_matrix(rng, (n, k), np.int8), scale=rng.uniform(1e-3, 1e-2, n).astype(np.float32))
+    bias = rng.standard_normal(n).astype(np.float32)
+    one_call = DynamicQLinear(packed, bias, reduce_range=reduce_range, relu=relu, path=path)
+    general = DynamicQLinear(packed, bias, reduce_range=reduce_range, relu=relu, path=path, parallel=True)
+    np.testing.assert_array_equal(one_call(x), general(x))
+
+
+def test_dynamic_linear_in_one_call_skips_the_separate_quantization_and_rejects_nan(monkeypatch):
+    def separate_pass(*args, **kwargs):
+        raise AssertionError("the one-call path must not quantize in a separate pass")
+
+    monkeypatch.setattr(qgemm, "quantize_dynamic_u8", separate_pass)
+    layer = DynamicQLinear(pack_weight(np.ones((3, 8), np.int8), scale=0.5))
+    x = np.arange(16, dtype=np.float32).reshape(2, 8) * 17        # range [0, 255]: scale 1, zero point 0, exact
+    np.testing.assert_array_equal(layer(x), np.repeat(x.sum(axis=1, keepdims=True) * 0.5, 3, axis=1))
+    for bad in (np.nan, np.inf, -np.inf):
+        x[1, 3] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            layer(x)
 
 
 def test_dynamic_quantization_edge_cases():

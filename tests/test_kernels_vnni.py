@@ -188,6 +188,20 @@ def test_several_row_chunks_column_panels_and_k_blocks(path):
     np.testing.assert_array_equal(gemm_u8s8s32(a, pack_weight(w), 200, path=path), exact_u8s8(a, w, 200, 0))
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [1, 10, 16, 17, 74, 80])
+def test_narrow_panels_equal_exact_product(path, n):
+    # a panel with at most 16 live columns (N = 1, 10, 16, and the last panel of N = 74 or 80) runs the 8 x 16
+    # micro-kernel; M = 45: 4 blocks of 8 rows, then 13 rows = one block of 8, one of 4, one single row;
+    # K = 300: two K blocks; per-channel weight zero points and an activation zero point on top
+    rng = np.random.default_rng(n)
+    a = int_matrix(rng, (45, 300), np.uint8)
+    w = int_matrix(rng, (n, 300), np.int8)
+    zw = rng.integers(-5, 6, size=n)
+    got = gemm_u8s8s32(a, pack_weight(w, zero_point=zw), 17, path=path)
+    np.testing.assert_array_equal(got, exact_u8s8(a, w, 17, zw))
+
+
 def test_kernels_run_exactly_as_plain_python_under_numba_disable_jit():
     # the documented debugging mode: every @njit function runs as Python, VNNI is switched off
     import os

@@ -36,7 +36,8 @@ stride, padding, pad_value) (NCHW, K in (c, i, j) order); im2col_nhwc_u8(x_nhwc,
 zero_point, qmin, qmax) (static float -> codes in one pass, bit-identical to quant.quantize).
 
 Dispatch: `kernel_path()` is "vnni" on CPUs with AVX-512 VNNI, else "portable" (exact, plain Numba).
-MINICOMPRESS_PORTABLE_KERNELS=1 forces the portable path; `path=` forces one per call.
+MINICOMPRESS_PORTABLE_KERNELS=1 forces the portable path (layer objects read it when built); `path=`
+forces one per call.
 
 Compilation: every kernel is `@njit(cache=True)`; the first run on a machine compiles them (a few seconds
 each for the parallel drivers, see benchmarks/int8_gemm.py) and later runs load them from Numba's cache.

@@ -2,7 +2,8 @@
 
     cpu_has_vnni()        True when the host CPU has AVX-512 F + BW + VNNI (llvmlite's host feature list,
                           the same list Numba compiles for).
-    vnni_enabled()        cpu_has_vnni() and not forced off; re-read on every call, so a test can flip it.
+    vnni_enabled()        cpu_has_vnni() and not forced off; re-read on every call, so a test can flip it
+                          (the layer objects QLinear / DynamicQLinear read it once, when they are built).
     kernel_path()         "vnni" or "portable": what the fast entry points use right now.
 
 The portable path is exact everywhere (plain Numba loops); the VNNI path is exact too and much faster.

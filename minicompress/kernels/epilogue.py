@@ -113,6 +113,27 @@ def epilogue_rows(columns, m_size, a_zero_point, a_row_sums=None, a_scale=None):
             columns["w_scale"], columns["bias_f"], params)
 
 
+def per_tensor_columns(columns):
+    """The per-layer half as the tuple `epilogue_per_tensor` takes inside Numba (no weight zero point)."""
+    if columns["weight_zero_point"]:
+        raise ValueError("epilogue_per_tensor needs a weight without zero point (symmetric weights)")
+    params = np.array([columns["mode"], columns["out_zp"], columns["qmin"], columns["qmax"], columns["relu"], 0],
+                      dtype=np.int64)
+    return (columns["colsum"], columns["zw"], columns["bias_i"], columns["m0"], columns["left"], columns["right"],
+            columns["w_scale"], columns["bias_f"], params)
+
+
+@njit(cache=True)
+def epilogue_per_tensor(columns, m_size, a_scale, a_zero_point):
+    """epilogue_rows for one activation (scale, zero point) shared by all M rows and a weight without zero
+    point, built inside Numba: acc = raw + (bias - za * colsum[n]), one add per output."""
+    colsum, zw, bias_i, m0, left, right, w_scale, bias_f, params = columns
+    zeros = np.zeros(m_size, np.int64)
+    colterm = bias_i - a_zero_point * colsum
+    return (zeros, zeros, np.full(m_size, a_scale, np.float32), colsum, zw, colterm, m0, left, right, w_scale,
+            bias_f, params)
+
+
 def make_epilogue(m_size, packed, a_zero_point=0, a_row_sums=None, *, output="int32", bias_int32=None,
                   m0=None, shift=None, out_zero_point=0, qmin=0, qmax=255, a_scale=None, bias_float=None,
                   relu=False, rounding="gemmlowp"):
@@ -135,61 +156,68 @@ def _row_vector(name, value, m_size, dtype):
 @njit(cache=True)
 def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
     """Finish output rows row0 .. row0 + rows - 1, columns col0 .. col0 + n_cols - 1, from the raw int32
-    accumulators tile[r * 64 + j]: one call per work item, parameters unpacked and sliced once per tile.
+    accumulators tile[r * 64 + j]: one call per work item.
 
-    Operands are sliced to unit-stride views so LLVM vectorises the inner loops; doing the unpacking and
-    slicing once per row instead (a per-row helper) made the epilogue cost more than the GEMM on small K."""
+    The loops index the operands directly with unsigned offsets (c = col0 + j) instead of slicing views: a
+    view in Numba costs a reference-count increment and decrement (atomic, through a call), and one view per
+    row made this epilogue cost more than the GEMM itself on small layers (6-16 us for a 256 x 64 output).
+    Unsigned indices also drop Numba's negative-index wraparound test, so LLVM vectorises the inner loops."""
     za_delta, rowterm, a_scale, colsum, zw, colterm, m0, left, right, w_scale, bias_f, params = ep
     mode, out_zp, qmin, qmax, relu, row_dependent = params[0], params[1], params[2], params[3], params[4], params[5]
-    cols = slice(col0, col0 + n_cols)
-    colsum_v, zw_v, colterm_v = colsum[cols], zw[cols], colterm[cols]
-    m0_v, left_v, right_v = m0[cols], left[cols], right[cols]
-    w_scale_v, bias_f_v = w_scale[cols], bias_f[cols]
     low = np.int64(0) if relu != 0 else np.int64(INT32_MIN)         # ReLU as a clamp: no branch in the loops
     low_f = np.float32(0.0) if relu != 0 else np.float32(-np.inf)
+    first, width = np.uint64(col0), np.uint64(n_cols)
     for r in range(rows):
         m = row0 + r
-        raw = tile[r * 64:r * 64 + n_cols]
+        t = np.uint64(r * 64)
         za_m, rowterm_m = za_delta[m], rowterm[m]
         if mode == 0 and row_dependent == 0:
-            out = out_i32[m, cols]
-            for j in range(n_cols):
-                out[j] = min(max(np.int64(raw[j]) + colterm_v[j], low), np.int64(INT32_MAX))
+            for j in range(width):
+                c = first + j
+                out_i32[m, c] = min(max(np.int64(tile[t + j]) + colterm[c], low), np.int64(INT32_MAX))
         elif mode == 0:
-            out = out_i32[m, cols]
-            for j in range(n_cols):
-                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
-                out[j] = min(max(acc, low), np.int64(INT32_MAX))
+            for j in range(width):
+                c = first + j
+                acc = np.int64(tile[t + j]) + colterm[c]
+                if row_dependent != 0:
+                    acc -= za_m * colsum[c] + zw[c] * rowterm_m
+                out_i32[m, c] = min(max(acc, low), np.int64(INT32_MAX))
         elif mode == 1:
-            out8 = out_u8[m, cols]
-            for j in range(n_cols):
-                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
+            for j in range(width):
+                c = first + j
+                acc = np.int64(tile[t + j]) + colterm[c]
+                if row_dependent != 0:
+                    acc -= za_m * colsum[c] + zw[c] * rowterm_m
                 x = min(max(acc, np.int64(INT32_MIN)), np.int64(INT32_MAX))
-                x = min(max(x << left_v[j], np.int64(INT32_MIN)), np.int64(INT32_MAX))
-                prod = x * m0_v[j]                                         # SaturatingRoundingDoublingHighMul
+                x = min(max(x << left[c], np.int64(INT32_MIN)), np.int64(INT32_MAX))
+                prod = x * m0[c]                                           # SaturatingRoundingDoublingHighMul
                 total = prod + (np.int64(1 << 30) if prod >= 0 else np.int64(1 - (1 << 30)))
                 q = (total + (np.int64((1 << 31) - 1) if total < 0 else np.int64(0))) >> 31   # truncate to 0
-                mask = (np.int64(1) << right_v[j]) - 1                     # RoundingDivideByPOT
+                mask = (np.int64(1) << right[c]) - 1                       # RoundingDivideByPOT
                 threshold = (mask >> 1) + (np.int64(1) if q < 0 else np.int64(0))
-                q = (q >> right_v[j]) + (np.int64(1) if (q & mask) > threshold else np.int64(0))
+                q = (q >> right[c]) + (np.int64(1) if (q & mask) > threshold else np.int64(0))
                 q = min(max(q + out_zp, qmin), qmax)
-                out8[j] = np.uint8(q & 0xFF)
+                out_u8[m, c] = np.uint8(q & 0xFF)
         elif mode == 3:                                                    # one rounding, half to even
-            out8 = out_u8[m, cols]
-            for j in range(n_cols):
-                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
-                prod = min(max(acc, np.int64(INT32_MIN)), np.int64(INT32_MAX)) * m0_v[j]     # |prod| < 2^62
-                s = right_v[j]
-                q = (prod + left_v[j] + ((prod >> s) & min(s, np.int64(1)))) >> s            # floor + round up
+            for j in range(width):
+                c = first + j
+                acc = np.int64(tile[t + j]) + colterm[c]
+                if row_dependent != 0:
+                    acc -= za_m * colsum[c] + zw[c] * rowterm_m
+                prod = min(max(acc, np.int64(INT32_MIN)), np.int64(INT32_MAX)) * m0[c]       # |prod| < 2^62
+                s = right[c]
+                q = (prod + left[c] + ((prod >> s) & min(s, np.int64(1)))) >> s              # floor + round up
                 q = min(max(q + out_zp, qmin), qmax)
-                out8[j] = np.uint8(q & 0xFF)
+                out_u8[m, c] = np.uint8(q & 0xFF)
         else:
-            outf = out_f32[m, cols]
             scale_m = a_scale[m]
-            for j in range(n_cols):
-                acc = np.int64(raw[j]) + colterm_v[j] - za_m * colsum_v[j] - zw_v[j] * rowterm_m
-                y = np.float32(acc) * (scale_m * w_scale_v[j]) + bias_f_v[j]
-                outf[j] = max(y, low_f)
+            for j in range(width):
+                c = first + j
+                acc = np.int64(tile[t + j]) + colterm[c]
+                if row_dependent != 0:
+                    acc -= za_m * colsum[c] + zw[c] * rowterm_m
+                y = np.float32(acc) * (scale_m * w_scale[c]) + bias_f[c]
+                out_f32[m, c] = max(y, low_f)
 
 
 def epilogue_reference(raw, ep, n):

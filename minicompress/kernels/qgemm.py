@@ -15,7 +15,9 @@
         (a + 128 is uint8; subtract 128 * colsum(b)): how `gemm_s8s8s32` uses VNNI
 
 `packed` is a `PackedWeight` from `pack_weight(w_int8 [N, K], scale, zero_point)` (packing.py), built once.
-`path`: None = the fastest exact kernel of this CPU (kernels.cpu.kernel_path()), or "vnni" / "portable".
+`path`: None = the fastest exact kernel of this CPU (kernels.cpu.kernel_path()), or "vnni" / "portable". The
+functions resolve it at every call; the layer objects (QLinear, DynamicQLinear) once, when they are built
+(reading the environment costs ~1 us, as much as a small layer's epilogue).
 `rounding` (requantizing outputs): "gemmlowp" (two roundings, as Jacob et al.'s reference code) or
 "half_even" (one rounding of the exact product acc * m0 / 2^(31 + shift), as np.rint: what mc.quant uses).
 `parallel`: None = the worker threads only when M * N_pad * K_pad >= PARALLEL_MIN_MACS (below that, starting
@@ -28,11 +30,11 @@ import numpy as np
 from .checks import MAX_K_U8S8, check_array, check_inner_dims
 from .cpu import cpu_has_vnni, kernel_path
 from .dynamic_quant import PARALLEL_MIN_ELEMENTS as DYNAMIC_PARALLEL_MIN_ELEMENTS
-from .dynamic_quant import _quantize_flat_u8, quantize_dynamic_u8
-from .epilogue import epilogue_columns, epilogue_rows, make_epilogue
+from .dynamic_quant import quantize_dynamic_u8
+from .epilogue import epilogue_columns, epilogue_rows, make_epilogue, per_tensor_columns
 from .im2col import as_pair, im2col_u8
 from .packing import GROUP, PackedWeight, pack_b
-from .u8s8 import gemm_packed_portable, gemm_packed_portable_serial
+from .u8s8 import dynamic_linear_portable_serial, gemm_packed_portable, gemm_packed_portable_serial
 
 _DUMMY_I32 = np.zeros((1, 1), np.int32)
 _DUMMY_U8 = np.zeros((1, 1), np.uint8)
@@ -49,16 +51,20 @@ def resolve_path(path):
     return path
 
 
-_VNNI_KERNEL = []      # filled on first use: vnni.py is imported only where it can compile
+_VNNI_KERNEL = {}      # filled on first use: vnni.py is imported only where it can compile
 PARALLEL_MIN_MACS = 1 << 26
 
 
-def _kernel(path, parallel=True):
+def _kernel(path, parallel=True, kind="gemm"):
+    """The driver for `path`: kind="gemm" (threaded or serial GEMM) or "dynamic_linear" (serial, one call)."""
     if resolve_path(path) == "vnni":
         if not _VNNI_KERNEL:
-            from .vnni import gemm_packed_vnni, gemm_packed_vnni_serial
-            _VNNI_KERNEL.extend((gemm_packed_vnni, gemm_packed_vnni_serial))
-        return _VNNI_KERNEL[0] if parallel else _VNNI_KERNEL[1]
+            from .vnni import dynamic_linear_vnni_serial, gemm_packed_vnni, gemm_packed_vnni_serial
+            _VNNI_KERNEL.update(gemm=gemm_packed_vnni, gemm_serial=gemm_packed_vnni_serial,
+                                dynamic_linear=dynamic_linear_vnni_serial)
+        return _VNNI_KERNEL[kind if kind == "dynamic_linear" or parallel else "gemm_serial"]
+    if kind == "dynamic_linear":
+        return dynamic_linear_portable_serial
     return gemm_packed_portable if parallel else gemm_packed_portable_serial
 
 
@@ -143,7 +149,7 @@ class QLinear:
     def __init__(self, packed, x_zero_point, m0, shift, out_zero_point, bias_int32=None, relu=False,
                  out_dtype=np.uint8, path=None, *, rounding="gemmlowp", qmin=None, qmax=None, parallel=None):
         check_packed(packed)
-        self.packed, self.path, self.parallel = packed, path, parallel
+        self.packed, self.path, self.parallel = packed, resolve_path(path), parallel
         self.out_dtype = np.dtype(out_dtype)
         if self.out_dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
             raise TypeError(f"out_dtype must be uint8 or int8, got {self.out_dtype.name}")
@@ -160,7 +166,6 @@ class QLinear:
                                         rounding=rounding)
         self._rows = {}                 # M -> the per-call half of the epilogue (no weight zero point only)
         self._fast_u8 = packed.k == packed.k_padded and 0 <= self.x_zero_point <= 255
-        resolve_path(path)
 
     def __call__(self, x_q):
         if (type(x_q) is np.ndarray and x_q.dtype == np.uint8 and x_q.ndim == 2 and self._fast_u8
@@ -205,7 +210,10 @@ class DynamicQLinear:
         layer = DynamicQLinear(packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None)
         y = layer(x)
     x is quantized to uint8 at every call (per tensor, or per row), the weight was packed once with its
-    scale(s); the dequantization, the float bias and ReLU are fused into the GEMM's epilogue."""
+    scale(s); the dequantization, the float bias and ReLU are fused into the GEMM's epilogue. The common small
+    case -- per tensor, symmetric weight, a product too small for threads -- is one Numba call
+    (dynamic_linear_*_serial: quantize, GEMM, epilogue), because on layers of a few million multiply-adds the
+    Python steps between the three cost as much as the arithmetic."""
 
     def __init__(self, packed, bias=None, per_row=False, reduce_range=False, relu=False, path=None, *,
                  parallel=None):
@@ -213,54 +221,31 @@ class DynamicQLinear:
         self.parallel = parallel
         if packed.scale is None:
             raise ValueError("a dynamic quantized Linear needs a PackedWeight with a scale: pack_weight(w_q, scale=)")
-        self.packed, self.per_row, self.reduce_range, self.path = packed, bool(per_row), bool(reduce_range), path
+        self.packed, self.per_row, self.reduce_range = packed, bool(per_row), bool(reduce_range)
+        self.path = resolve_path(path)
         self.columns = epilogue_columns(packed, output="float", bias_float=bias, relu=relu)
-        c = self.columns
-        self._params = np.array([c["mode"], c["out_zp"], c["qmin"], c["qmax"], c["relu"], 0], dtype=np.int64)
-        self._zeros = {}
-        resolve_path(path)
+        self._one_call = None if per_row or self.columns["weight_zero_point"] else per_tensor_columns(self.columns)
+        self._packed_flat = packed.data.reshape(-1)
+        self._qmax = np.int64(127 if self.reduce_range else 255)
 
     def __call__(self, x):
         check_array("x", x, np.float32, ndim=2)
         check_inner_dims("x", x.shape, "the packed weight", self.packed.k)
-        if x.shape[0] == 0:
+        m_size = x.shape[0]
+        if m_size == 0:
             return np.empty((0, self.packed.n), np.float32)
-        if (not self.per_row and not self.columns["weight_zero_point"] and x.shape[1] == self.packed.k_padded
-                and x.size < DYNAMIC_PARALLEL_MIN_ELEMENTS):
-            return self._per_tensor_small(x)
+        if (self._one_call is not None and x.size < DYNAMIC_PARALLEL_MIN_ELEMENTS
+                and not use_parallel(m_size, self.packed, self.parallel)):
+            out = np.empty((m_size, self.packed.n), np.float32)
+            if not _kernel(self.path, kind="dynamic_linear")(x, self._qmax, self._packed_flat, self.packed.n,
+                                                             self.packed.k_padded // GROUP, self._one_call, out):
+                raise ValueError("x contains NaN or inf: dynamic quantization needs finite activations")
+            return out
         q, scale, zp = quantize_dynamic_u8(x, per_row=self.per_row, reduce_range=self.reduce_range,
                                            k_padded=self.packed.k_padded)
-        if self.per_row or self.columns["weight_zero_point"]:
-            row_sums = q.sum(axis=1, dtype=np.int64) if self.columns["weight_zero_point"] else None
-            ep = epilogue_rows(self.columns, q.shape[0], zp, row_sums, scale)
-        else:
-            ep = self._per_tensor_rows(q.shape[0], scale, int(zp[0]))
+        row_sums = q.sum(axis=1, dtype=np.int64) if self.columns["weight_zero_point"] else None
+        ep = epilogue_rows(self.columns, m_size, zp if self.per_row else int(zp[0]), row_sums, scale)
         return _run(q, self.packed, ep, "float", self.path, self.parallel)
-
-    def _per_tensor_small(self, x):
-        """The common small case in fewer steps: one activation range, K already a multiple of 4, no weight
-        zero point, one flat quantization pass: the same arithmetic as quantize_dynamic_u8 (tested equal)."""
-        lo, hi = x.min(), x.max()
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError("x contains NaN or inf: dynamic quantization needs finite activations")
-        q = np.empty(x.shape, np.uint8)
-        scale, zp = _quantize_flat_u8(x.reshape(-1), lo, hi, np.int64(127 if self.reduce_range else 255),
-                                      q.reshape(-1))
-        ep = self._per_tensor_rows(x.shape[0], np.full(x.shape[0], scale, np.float32), int(zp))
-        return _run(q, self.packed, ep, "float", self.path, self.parallel)
-
-    def _per_tensor_rows(self, m_size, scale, zero_point):
-        """epilogue_rows for one activation (scale, zero point) and no weight zero point: the row vectors of
-        zeros are cached per M, the column term is bias - za * colsum (what epilogue_rows computes)."""
-        zeros = self._zeros.get(m_size)
-        if zeros is None:
-            if len(self._zeros) >= 8:
-                self._zeros.clear()
-            zeros = self._zeros[m_size] = np.zeros(m_size, np.int64)
-        c = self.columns
-        colterm = c["bias_i"] - zero_point * c["colsum"] if zero_point else c["bias_i"]
-        return (zeros, zeros, scale, c["colsum"], c["zw"], colterm, c["m0"], c["left"], c["right"], c["w_scale"],
-                c["bias_f"], self._params)
 
 
 def qlinear(x_q, x_zero_point, packed, m0, shift, out_zero_point, *, bias_int32=None, relu=False,

@@ -15,12 +15,14 @@ exact portable twin of `vnni.py`, on the same packed layout and the same driver:
                                    epilogue_row on each tile row (the tile is still in L1)
 Numba widens int32 * int32 to int64: every product is cast back with np.int32(...) so LLVM keeps 32-bit lanes.
 `gemm_packed_portable_serial` is the same driver without prange: for small products, where starting the
-worker threads (and, on a busy machine, waiting for a core) costs more than the whole GEMM.
+worker threads (and, on a busy machine, waiting for a core) costs more than the whole GEMM;
+`dynamic_linear_portable_serial` a whole small dynamic Linear in one call (the twin of vnni.py's).
 """
 import numpy as np
 from numba import njit, prange
 
-from .epilogue import epilogue_tile
+from .dynamic_quant import quantize_per_tensor_into
+from .epilogue import epilogue_per_tensor, epilogue_tile
 from .packing import GROUP, PANEL
 
 ROWS = 4            # rows of the micro-tile
@@ -82,3 +84,17 @@ def gemm_packed_portable_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32
     tile = np.empty(ROWS * PANEL, np.int32)
     for item in range(n_panels * m_chunks):
         _portable_item(item, n_panels, a, lda, m_size, b, n_size, k_groups, ep, out_i32, out_u8, out_f32, tile)
+
+
+@njit(cache=True)
+def dynamic_linear_portable_serial(x, qmax, b, n_size, k_groups, columns, out_f32):
+    """vnni.dynamic_linear_vnni_serial on the portable GEMM: quantize x per tensor, GEMM, dequantize, one call.
+    Returns False (out untouched) when x has a NaN or inf."""
+    m_size = x.shape[0]
+    q = np.empty((m_size, k_groups * GROUP), np.uint8)
+    scale, zero_point, finite = quantize_per_tensor_into(x, qmax, q)
+    if finite:
+        ep = epilogue_per_tensor(columns, m_size, scale, zero_point)
+        gemm_packed_portable_serial(q.reshape(-1), q.shape[1], m_size, b, n_size, k_groups, ep,
+                                    np.empty((1, 1), np.int32), np.empty((1, 1), np.uint8), out_f32)
+    return finite
