@@ -1,7 +1,7 @@
 """Fused epilogues: what happens to an int32 accumulator tile before it leaves the cache, in one pass.
 
 A GEMM kernel computes raw[m, n] = sum_k a[m, k] * w[n, k] for a 4 x 64 tile (a uint8, w int8) and hands the
-tile to `epilogue_row`, which in the same pass applies (Jacob et al. 2018, eq. 7; za, zw zero points):
+tile to `epilogue_tile`, which in the same pass applies (Jacob et al. 2018, eq. 7; za, zw zero points):
 
     acc[m, n] = raw - za[m] * colsum_w[n] - zw[n] * (rowsum_a[m] - K * za[m]) + bias_int32[n]
               = sum_k (a[m, k] - za[m]) * (w[n, k] - zw[n]) + bias_int32[n]           (exact, int64)
@@ -17,8 +17,9 @@ then one of three outputs:
                the dequantizing epilogue of dynamic quantization (float bias, as PyTorch's dynamic Linear)
 
 Per-row za / a_scale allow per-row (per-token) activation quantization; per-column parameters allow
-per-channel weights. All parameters travel as one tuple of arrays (`make_epilogue`), so every call of a kernel
-has the same Numba signature and compiles once. The requantized output is written as the low byte into a
+per-channel weights. All parameters travel as one tuple of arrays (`make_epilogue`; `epilogue_per_tensor` builds
+it inside Numba for the one-call dynamic Linear), so every call of a kernel has the same Numba signature and
+compiles once. The requantized output is written as the low byte into a
 uint8 buffer and viewed as int8 when the caller asked for int8 (two's complement: same bits).
 """
 import numpy as np
@@ -221,7 +222,7 @@ def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
 
 
 def epilogue_reference(raw, ep, n):
-    """NumPy twin of `epilogue_row` on a whole raw product [M, N] (int64): returns the finished output
+    """NumPy twin of `epilogue_tile` on a whole raw product [M, N] (int64): returns the finished output
     (int32, uint8 holding the requantized bytes, or float32) for the same `ep` tuple."""
     za_delta, rowterm, a_scale, colsum, zw, colterm, m0, left, right, w_scale, bias_f, params = ep
     mode, out_zp, qmin, qmax, relu, _ = (int(v) for v in params)

@@ -62,7 +62,7 @@ def _kernel(path, parallel=True, kind="gemm"):
             from .vnni import dynamic_linear_vnni_serial, gemm_packed_vnni, gemm_packed_vnni_serial
             _VNNI_KERNEL.update(gemm=gemm_packed_vnni, gemm_serial=gemm_packed_vnni_serial,
                                 dynamic_linear=dynamic_linear_vnni_serial)
-        return _VNNI_KERNEL[kind if kind == "dynamic_linear" or parallel else "gemm_serial"]
+        return _VNNI_KERNEL[kind if kind == "dynamic_linear" else ("gemm" if parallel else "gemm_serial")]
     if kind == "dynamic_linear":
         return dynamic_linear_portable_serial
     return gemm_packed_portable if parallel else gemm_packed_portable_serial

@@ -12,7 +12,7 @@ exact portable twin of `vnni.py`, on the same packed layout and the same driver:
 
     for each work item (64-column panel p, chunk of MC rows) in parallel:   # prange over items
         for each block of 4 rows:  4 x 64 int32 tile <- micro-kernel over all of K
-                                   epilogue_row on each tile row (the tile is still in L1)
+                                   epilogue_tile on the tile rows (still in L1)
 Numba widens int32 * int32 to int64: every product is cast back with np.int32(...) so LLVM keeps 32-bit lanes.
 `gemm_packed_portable_serial` is the same driver without prange: for small products, where starting the
 worker threads (and, on a busy machine, waiting for a core) costs more than the whole GEMM;
