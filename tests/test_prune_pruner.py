@@ -344,6 +344,19 @@ def test_proximal_step_is_the_group_soft_threshold(strength, lr, seed):
             assert np.all(w.data[row] == 0)
 
 
+@given(st.floats(0.0, 2.0), seeds())
+def test_group_soft_threshold_gives_the_bits_of_the_proximal_step(threshold, seed):
+    # mc.prune.group_soft_threshold (exercise 6's reference) is the step GroupLasso.proximal_step takes
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(nn.Linear(4, 6, bias=False))
+    w = model.get_submodule("0").weight
+    w.data[...] = (rng.standard_normal((6, 4)) * rng.uniform(0, 2, (6, 1))).astype(np.float32)
+    expected = mc.prune.group_soft_threshold(w.data.copy(), threshold)
+    GroupLasso(model, threshold, "channel").proximal_step(1.0)
+    assert expected.dtype == np.float32
+    np.testing.assert_array_equal(w.data, expected)
+
+
 def test_group_lasso_training_zeroes_whole_channels():
     model = small_mlp(10, bn=True)
     X, y = toy_data(10, n=192)

@@ -12,7 +12,7 @@ cost.py (params, MACs), sparse_linear.py (CSR inference), sensitivity.py.
 """
 from .cost import count_macs, count_params
 from .criteria import TaylorAccumulator, group_norms, magnitude_scores, snip_scores, taylor_scores
-from .group_lasso import GroupLasso
+from .group_lasso import GroupLasso, group_soft_threshold
 from .layers import channel_params, execution_order, prunable_layers
 from .masks import (check_pattern, global_masks, magnitude_mask, mask_sparsity, n_of_m_mask, parse_pattern)
 from .pruner import Pruner, format_sparsity_report, sparsity_report
@@ -26,6 +26,6 @@ __all__ = ["magnitude_mask", "global_masks", "parse_pattern", "check_pattern", "
            "magnitude_scores", "group_norms", "taylor_scores", "snip_scores", "TaylorAccumulator",
            "agp_sparsity", "linear_sparsity", "cosine_sparsity", "exponential_sparsity", "one_shot_sparsity",
            "iterative_sparsity", "make_schedule", "Pruner", "sparsity_report", "format_sparsity_report",
-           "GroupLasso", "shrink", "plan_shrink", "dead_channels", "count_params", "count_macs",
+           "GroupLasso", "group_soft_threshold", "shrink", "plan_shrink", "dead_channels", "count_params", "count_macs",
            "SparseLinear", "sparsify_linears", "sensitivity_scan", "pick_sparsities", "format_sensitivity",
            "plot_sensitivity", "prunable_layers", "execution_order", "channel_params"]

@@ -33,13 +33,35 @@ def _groups_of(arrays, pattern):
     return np.concatenate([to_groups(a, pattern) if a.ndim > 1 else a.reshape(-1, 1) for a in arrays], axis=1)
 
 
+def row_norms(groups):
+    """||g||_2 of every row of a (G, K) array, in float64."""
+    groups = np.asarray(groups, dtype=np.float64)
+    return np.sqrt((groups * groups).sum(axis=1))
+
+
+def shrink_factors(norms, threshold):
+    """max(0, 1 - threshold / ||g||) per group; a zero group keeps factor 0 (no division by 0)."""
+    factor = np.maximum(0.0, 1.0 - threshold / np.where(norms > 0, norms, np.inf))
+    factor[norms == 0] = 0.0
+    return factor
+
+
+def group_soft_threshold(groups, threshold):
+    """The proximal operator of threshold * sum_g ||w_g||_2 on the rows of a (G, K) float array
+    (Parikh & Boyd 2014, sec. 6.5.4): every row becomes max(0, 1 - threshold / ||g||_2) * g, so rows with
+    ||g|| <= threshold become exactly 0 and the others keep their direction and lose `threshold` of their
+    length. threshold = lr * lambda >= 0. Returns float32. GroupLasso.proximal_step applies the same factors
+    to groups that span several parameters (a filter, its bias, its BatchNorm)."""
+    groups = np.asarray(groups, dtype=np.float32)
+    return (groups * shrink_factors(row_norms(groups), threshold)[:, None]).astype(np.float32)
+
+
 class GroupNormSum(Function):
     """sum_g ||w_g||_2 over the groups of one layer; d/dw_g = w_g / ||w_g|| (0 where w_g = 0)."""
 
     @staticmethod
     def forward(ctx, *arrays, pattern="channel"):
-        groups = _groups_of(arrays, pattern).astype(np.float64)
-        norms = np.sqrt((groups * groups).sum(axis=1))
+        norms = row_norms(_groups_of(arrays, pattern))
         ctx.save_for_backward(*arrays)
         ctx.pattern, ctx.norms = pattern, norms
         return np.asarray(norms.sum(), dtype=arrays[0].dtype)
@@ -84,8 +106,7 @@ class GroupLasso:
         """{name: ||w_g||_2 per group} (float64)."""
         out = {}
         for name, params in self.params.items():
-            groups = _groups_of([p.data for p in params], self.pattern).astype(np.float64)
-            out[name] = np.sqrt((groups * groups).sum(axis=1))
+            out[name] = row_norms(_groups_of([p.data for p in params], self.pattern))
         return out
 
     def zero_groups(self):
@@ -103,8 +124,7 @@ class GroupLasso:
         for name, params in self.params.items():
             norms = all_norms[name]
             rate = lr if not isinstance(lr, dict) else lr[id(params[0])]
-            factor = np.maximum(0.0, 1.0 - rate * self.strength / np.where(norms > 0, norms, np.inf))
-            factor[norms == 0] = 0.0
+            factor = shrink_factors(norms, rate * self.strength)      # group_soft_threshold's factors
             for p in params:
                 if p.data.ndim > 1:
                     scaled = to_groups(p.data, self.pattern) * factor[:, None]

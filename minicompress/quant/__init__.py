@@ -1,6 +1,6 @@
 """minicompress.quant: uniform quantization from first principles (floor 3).
 
-    qparams.py            qrange, calc_qparams, quantize, dequantize, per-group, fake_quantize (STE)
+    qparams.py            qrange, calc_qparams, quantize, dequantize, per-group, fake_quantize, ste_grad
     observer.py           MinMax, MovingAverageMinMax, PerChannelMinMax observers
     histogram_observer.py Histogram (L2 search), Percentile, MSE (clip grid), Entropy (KL, TensorRT)
     fake_quant.py         FakeQuantize (QAT), LearnableFakeQuantize (LSQ)
@@ -24,12 +24,12 @@ from .qconfig import (QConfig, default_dynamic_qconfig, default_qat_qconfig, def
                       symmetric_qconfig)
 from .qat import ConvBn2d, freeze_bn_stats
 from .qparams import (calc_qparams, calc_qparams_per_group, dequantize, dequantize_per_group, fake_quantize, qrange,
-                      quantize, quantize_per_group)
+                      quantize, quantize_per_group, ste_grad)
 from .qtensor import QTensor
 from .quantized_attention import AttentionQConfig, attention_qconfig
 from .workflow import convert, prepare, prepare_qat, quantize_dynamic, simulate
 
-__all__ = ["AttentionQConfig", "attention_qconfig", "qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", "calc_qparams_per_group",
+__all__ = ["AttentionQConfig", "attention_qconfig", "qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", "ste_grad", "calc_qparams_per_group",
            "quantize_per_group", "dequantize_per_group", "MinMaxObserver", "MovingAverageMinMaxObserver",
            "PerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver", "MSEObserver", "EntropyObserver",
            "ObserverBase", "FakeQuantize", "LearnableFakeQuantize", "disable_observer", "enable_observer",

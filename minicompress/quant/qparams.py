@@ -25,7 +25,8 @@ Granularity. Per-tensor: scalar scale / zero_point. Per-channel: 1-D arrays, one
 input columns, each group of each row gets its own scale -- the scheme of GPTQ / AWQ style 4-bit weights.
 
 The fake quantizer (quantize then dequantize, in float) has the straight-through gradient
-(Bengio et al. 2013; Jacob et al. 2018):  d x_hat / dx = 1 where qmin <= rint(x/scale) + zp <= qmax, else 0.
+(Bengio et al. 2013; Jacob et al. 2018):  d x_hat / dx = 1 where qmin <= rint(x/scale) + zp <= qmax, else 0
+(`ste_grad`, which FakeQuantizeFn's backward calls).
 
 Reference: Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
 Inference", CVPR 2018; Krishnamoorthi, "Quantizing deep convolutional networks for efficient inference", 2018.
@@ -247,22 +248,36 @@ def dequantize_per_group(q, scale, zero_point, group_size):
 
 
 # ---- fake quantization (straight-through estimator) ----------------------------------------------------
+def ste_grad(x, scale, zero_point, qmin, qmax, grad):
+    """The straight-through gradient of fake quantization (Bengio et al. 2013; Jacob et al. 2018, sec. 3):
+
+        dL/dx = grad * [qmin <= rint(x / scale) + zero_point <= qmax]
+
+    rounding is treated as the identity, so the gradient passes unchanged where the value was not clamped
+    and is 0 where the clamp cut it off (both ends of [qmin, qmax] count as inside). x, grad: float arrays of
+    one shape; scale, zero_point: scalars or arrays broadcastable to x; the result has grad's dtype."""
+    x = np.asarray(x)
+    dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+    q = _rounded(x, np.asarray(scale, dtype=dt)) + zero_point
+    return grad * ((q >= qmin) & (q <= qmax))
+
+
 class FakeQuantizeFn(Function):
-    """x_hat = (clamp(rint(x/s) + zp, qmin, qmax) - zp) * s;  dx = grad * [qmin <= rint(x/s) + zp <= qmax]."""
+    """x_hat = (clamp(rint(x/s) + zp, qmin, qmax) - zp) * s;  dx = ste_grad(x, s, zp, qmin, qmax, grad)."""
     name = "fake_quantize"
 
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):
+        ctx.save_for_backward(x, scale, zero_point)
+        ctx.qrange = (qmin, qmax)
         q = _rounded(x, scale) + zero_point
-        inside = (q >= qmin) & (q <= qmax)
-        ctx.save_for_backward(inside)
         dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
         return ((np.clip(q, qmin, qmax) - zero_point).astype(dt) * scale.astype(dt)).astype(dt)
 
     @staticmethod
     def backward(ctx, grad):
-        (inside,) = ctx.saved
-        return grad * inside, None, None, None, None
+        x, scale, zero_point = ctx.saved
+        return ste_grad(x, scale, zero_point, *ctx.qrange, grad), None, None, None, None
 
 
 def fake_quantize(x, scale, zero_point, qmin, qmax, axis=None):

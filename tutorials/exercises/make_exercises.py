@@ -21,8 +21,6 @@ import textwrap
 from collections import namedtuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.append(HERE)  # `references` (the wrappers for exercises 2 and 6) lives next to this file
 
 Exercise = namedtuple("Exercise", "number slug module function title task hints header")
 
@@ -42,13 +40,13 @@ EXERCISES = [
               "Scalars in -> (np.float32, int) out; 1-D arrays in -> (float32 array, int64 array) out.",
               "Input validation is not checked by the checker."],
              NUMPY + ["", "FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)"]),
-    Exercise(2, "ste_grad", "references", "ste_grad",
+    Exercise(2, "ste_grad", "minicompress.quant.qparams", "ste_grad",
              "the straight-through estimator of fake quantization",
              "Return the gradient that fake quantization passes back to its input: the incoming gradient "
              "where the value was not clamped, 0 where it was.",
              ["Round as the forward does: q = np.rint(x * (1 / scale)) + zero_point, in float32.",
               "The mask is qmin <= q <= qmax (both ends included): clamped values get no gradient.",
-              "Return grad * mask as a float32 array of x's shape."],
+              "Return grad * mask: grad's dtype (float32 here), x's shape."],
              NUMPY),
     Exercise(3, "quantize_multiplier", "minicompress.kernels.requantize", "quantize_multiplier",
              "the fixed-point requantization multiplier",
@@ -79,7 +77,7 @@ EXERCISES = [
               "p = (t - begin_step) / (end_step - begin_step).",
               "Return a float."],
              []),
-    Exercise(6, "group_soft_threshold", "references", "group_soft_threshold",
+    Exercise(6, "group_soft_threshold", "minicompress.prune.group_lasso", "group_soft_threshold",
              "the group-lasso proximal step",
              "Apply the group soft-threshold, the proximal operator of threshold * sum_g ||w_g||_2, to every "
              "row of a (groups, group_size) array (Wen et al. 2016; Parikh & Boyd 2014).",
@@ -200,8 +198,6 @@ def render(ex):
 
 
 def _reference_file(ex):
-    if ex.module == "references":
-        return "tutorials/exercises/references.py (a wrapper of the library)"
     return ex.module.replace(".", "/") + ".py"
 
 
