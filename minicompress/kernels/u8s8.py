@@ -21,8 +21,8 @@ worker threads (and, on a busy machine, waiting for a core) costs more than the 
 import numpy as np
 from numba import njit, prange
 
-from .dynamic_quant import quantize_per_tensor_into
-from .epilogue import epilogue_per_tensor, epilogue_tile
+from .dynamic_quant import dynamic_linear_operands
+from .epilogue import epilogue_tile
 from .packing import GROUP, PANEL
 
 ROWS = 4            # rows of the micro-tile
@@ -90,11 +90,9 @@ def gemm_packed_portable_serial(a, lda, m_size, b, n_size, k_groups, ep, out_i32
 def dynamic_linear_portable_serial(x, qmax, b, n_size, k_groups, columns, out_f32):
     """vnni.dynamic_linear_vnni_serial on the portable GEMM: quantize x per tensor, GEMM, dequantize, one call.
     Returns False (out untouched) when x has a NaN or inf."""
-    m_size = x.shape[0]
-    q = np.empty((m_size, k_groups * GROUP), np.uint8)
-    scale, zero_point, finite = quantize_per_tensor_into(x, qmax, q)
+    q, ep, finite = dynamic_linear_operands(x, qmax, k_groups, columns)
     if finite:
-        ep = epilogue_per_tensor(columns, m_size, scale, zero_point)
-        gemm_packed_portable_serial(q.reshape(-1), q.shape[1], m_size, b, n_size, k_groups, ep,
-                                    np.empty((1, 1), np.int32), np.empty((1, 1), np.uint8), out_f32)
+        no_i32, no_u8 = np.empty((1, 1), np.int32), np.empty((1, 1), np.uint8)      # float output only
+        gemm_packed_portable_serial(q.reshape(-1), q.shape[1], x.shape[0], b, n_size, k_groups, ep, no_i32, no_u8,
+                                    out_f32)
     return finite

@@ -10,9 +10,9 @@ That is 16 x 64 = 1024 multiply-adds per 8 loads: the FMA-unit bound GEMM of BLI
 Rows left over (M not a multiple of 4) go through a 1-row micro-kernel; columns past N and K past a multiple of
 4 are zero-padded at pack time. A panel with at most 16 live columns (a 10-class output layer) runs an 8 x 16
 micro-kernel instead: one register of weights per group and 8 rows, so no vpdpbusd is spent on the padding
-(the 4 x 64 tile would issue 4 times as many, 3 of every 4 on zero columns). The driver is the portable one of u8s8.py plus one level of cache blocking:
-a work item (64 columns x 32 rows, items in parallel) keeps its 32 x 64 int32 accumulators in an 8 KB buffer
-and walks K in blocks of 64 groups, so each 16 KB block of packed weights is read from L2 once and then reused
+(the 4 x 64 tile would issue 4 times as many, 3 of every 4 on zero columns).
+The driver is the portable one of u8s8.py plus one level of cache blocking: a work item (64 columns x 32 rows,
+items in parallel) keeps its 32 x 64 int32 accumulators in an 8 KB buffer and walks K in blocks of 64 groups, so each 16 KB block of packed weights is read from L2 once and then reused
 from L1 by all 8 row blocks; the fused epilogue then finishes the 32 rows while they are still in L1.
 Items are ordered chunk-major: one thread sweeps all panels for a 32-row chunk of activations, so the chunk
 (K bytes per row, read as short row-strided pieces) stays in L1/L2 while the packed weights stream by in long
@@ -24,8 +24,8 @@ Requires AVX-512 F/BW/VNNI (kernels.cpu.cpu_has_vnni): never compiled or called 
 import numpy as np
 from numba import njit, prange
 
-from .dynamic_quant import quantize_per_tensor_into
-from .epilogue import epilogue_per_tensor, epilogue_tile
+from .dynamic_quant import dynamic_linear_operands
+from .epilogue import epilogue_tile
 from .packing import GROUP, PANEL
 from .simd import v_broadcast4, v_dpbusd, v_load, v_store
 from .u8s8 import CHUNK, ROWS
@@ -147,11 +147,8 @@ def dynamic_linear_vnni_serial(x, qmax, b, n_size, k_groups, columns, out_f32):
     uint8 with its own range (quantize_per_tensor_into), then gemm_packed_vnni_serial with the dequantizing
     epilogue (`columns`: epilogue.per_tensor_columns) into out_f32 [M, N]. For small layers, where the Python
     steps between quantization and GEMM cost more than either. Returns False (out untouched) for NaN / inf."""
-    m_size = x.shape[0]
-    q = np.empty((m_size, k_groups * GROUP), np.uint8)
-    scale, zero_point, finite = quantize_per_tensor_into(x, qmax, q)
+    q, ep, finite = dynamic_linear_operands(x, qmax, k_groups, columns)
     if finite:
-        ep = epilogue_per_tensor(columns, m_size, scale, zero_point)
-        gemm_packed_vnni_serial(q.reshape(-1), q.shape[1], m_size, b, n_size, k_groups, ep,
-                                np.empty((1, 1), np.int32), np.empty((1, 1), np.uint8), out_f32)
+        no_i32, no_u8 = np.empty((1, 1), np.int32), np.empty((1, 1), np.uint8)      # float output only
+        gemm_packed_vnni_serial(q.reshape(-1), q.shape[1], x.shape[0], b, n_size, k_groups, ep, no_i32, no_u8, out_f32)
     return finite
