@@ -83,21 +83,6 @@ class Row:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
-def graph_size_bytes(module):
-    """Bytes of the parameters held by a GraphModule's nodes (each array once)."""
-    seen, total = set(), 0
-    for node in module.graph.nodes:
-        for array in node.params.values():
-            if id(array) not in seen:
-                seen.add(id(array))
-                total += int(np.asarray(array).nbytes)
-    return total
-
-
-def size_of(model):
-    return graph_size_bytes(model) if isinstance(model, graph.GraphModule) else model_size_bytes(model)
-
-
 def finetune(model, train_data, epochs, lr, callbacks=(), seed=0):
     """AdamW, cosine-annealed, no weight decay, label smoothing 0.1 (the zoo's recipe, own lr and epochs)."""
     manual_seed(seed)
@@ -165,7 +150,8 @@ class Tour:
         return train.evaluate(model, (self.Xt, self.yt))
 
     def add(self, technique, name, model, baseline, detail="", **measured):
-        row = Row(technique, name, float(self.evaluate(model)), float(self.base_acc[baseline]), size_of(model))
+        row = Row(technique, name, float(self.evaluate(model)), float(self.base_acc[baseline]),
+                  model_size_bytes(model))
         self.measured[(technique, name)] = measured
         self.entries.append((row, model, baseline))
         self.details.append(detail)

@@ -86,6 +86,12 @@ class Graph:
                 return n
         raise KeyError(f"Graph has no node named {name!r}")
 
+    def arrays(self):
+        """(node.param, ndarray) for every array the nodes hold: an optimised graph's weights (what
+        report.model_size_bytes counts for a GraphModule)."""
+        return [(f"{n.name}.{key}", value) for n in self.nodes for key, value in n.params.items()
+                if isinstance(value, np.ndarray)]
+
     def num_ops(self):
         """Nodes that compute something (not inputs or constants): the count fusion reduces."""
         return sum(n.op not in ("input", "constant") for n in self.nodes)

@@ -5,13 +5,15 @@
 An array counts if it is a Parameter, a registered buffer, or a NumPy array / Tensor kept as a plain
 attribute (quantized modules keep int8 weights, scales and zero points that way). Arrays shared between
 modules (tied weights) are counted once; a scipy.sparse matrix (prune.SparseLinear) counts its data, indices
-and indptr arrays. Run-time caches kept in tuples (packed GEMM operands) are not counted. So an INT8 Linear
+and indptr arrays; an optimised graph (graph.GraphModule) counts the arrays its nodes hold. Run-time caches
+kept in tuples (packed GEMM operands) are not counted. So an INT8 Linear
 costs 1 byte per weight plus its bias and scales, and a pruned-but-not-shrunk layer costs as much as the
 dense one (its zeros are still stored). INT4 codes are stored one per byte (int8 arrays), like INT8.
 """
 import numpy as np
 
 from ..core import Tensor
+from ..graph import GraphModule
 
 
 def module_arrays(module):
@@ -30,6 +32,8 @@ def module_arrays(module):
             out.append((name, value))
         elif all(hasattr(value, a) for a in ("data", "indices", "indptr", "nnz")):  # a scipy.sparse CSR/CSC matrix
             out += [(f"{name}.{a}", getattr(value, a)) for a in ("data", "indices", "indptr")]
+    if isinstance(module, GraphModule):              # its weights live in the graph's nodes
+        out += module.graph.arrays()
     return out
 
 
