@@ -103,7 +103,7 @@ print(mixed.history.table())
 # -> {'0': '1.16e-02', '2': '1.78e-03', '4': '1.88e-03'}   the least sensitive layers are tried in INT4 first
 # -> trial     accuracy        loss  met   size KB       ms  configuration
 # ->     0     0.980556      +0.00%  yes      67.3           fp32 baseline
-# ->     1     0.980556      +0.00%  yes      19.4           all->int4     (int4 codes are stored one per byte)
+# ->     1     0.980556      +0.00%  yes      11.1           all->int4     (int4 weights: two codes per byte)
 
 # %% [markdown]
 # ## 5. What was actually quantized: the per-layer report, then save / load

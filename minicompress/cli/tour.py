@@ -207,7 +207,7 @@ class Tour:
 
     def int4(self):
         prepared = calibrate(quant.prepare(self.floats["mlp"], quant.int4_qconfig), self.X)
-        self.add("ptq int4", "mlp", quant.convert(prepared), "mlp", "calibrated only (int4 codes stored in bytes)")
+        self.add("ptq int4", "mlp", quant.convert(prepared), "mlp", "calibrated only; int4 weights two per byte")
         manual_seed(0)
         qat = quant.prepare_qat(self.floats["mlp"], quant.int4_qat_qconfig)
         epochs = self.budget["qat"]

@@ -9,6 +9,7 @@
     modules.py            what a prepared model holds (Observed, FloatFunctional, ...)
     quantized.py          integer modules (QuantizedLinear, QuantizedConv2d, QuantizedAdd, DynamicQuantizedLinear)
     integer_ops.py        the integer arithmetic, through mc.kernels
+    int4.py               4-bit weight codes packed two per byte (pack_int4 / unpack_int4)
     workflow.py           prepare / convert / simulate / prepare_qat / quantize_dynamic
     inspect.py            model_size_bytes, compare_models
 """

@@ -8,7 +8,9 @@ output channel) the weight's, s_y, z_y the output's:
     q_y = clamp(round(acc * M) + z_y, qmin, qmax)            M = s_x s_w / s_y = M0 2^-n, M0 in [0.5, 1)
     fused ReLU: qmin -> max(qmin, z_y)                       (relu(0) = 0 is the code z_y)
 All of it runs in integer_ops.IntLinear / IntConv2d: the weight packed once (at convert, or on the first call
-after a load), one fused kernel per call. The packed weight lives in _KERNELS, outside the module: it is never
+after a load), one fused kernel per call. Weights of at most 4 bits are stored two codes per byte (int4.py:
+buffer `weight_int4`, unpacked when the kernel is built), others as int8 (`weight_int`); `layer.weight_int`
+gives the int8 codes either way. The packed weight lives in _KERNELS, outside the module: it is never
 saved and is rebuilt whenever the buffers it came from are replaced (load_state_dict).
 
 Input: a QTensor (integer path from the previous layer, rescaled in integers if its qparams differ) or a
@@ -32,6 +34,7 @@ import numpy as np
 from ..core import Tensor
 from ..nn.module import Module
 from . import integer_ops
+from .int4 import INT4_MAX, INT4_MIN, pack_int4, unpack_int4
 from .qparams import qrange, quantize
 from .qtensor import QTensor
 
@@ -83,10 +86,15 @@ class _QuantizedWeighted(Module):
         self.out_features = weight.shape[0]
         w_scale = np.broadcast_to(np.asarray(w_scale, dtype=np.float32), (self.out_features,)).copy()
         w_zp = np.broadcast_to(np.asarray(w_zp, dtype=np.int64), (self.out_features,)).astype(np.int8)
-        self.register_buffer("weight_int", quantize(weight, w_scale, w_zp, w_info["qmin"], w_info["qmax"], axis=0))
-        if self.weight_int.dtype != np.int8:
+        codes = quantize(weight, w_scale, w_zp, w_info["qmin"], w_info["qmax"], axis=0)
+        if codes.dtype != np.int8:
             raise ValueError(f"{name}: the integer path takes weights of at most 8 bits (signed), got "
                              f"{w_info['dtype']}; keep this layer in float with overrides={{'{name}': None}}")
+        if INT4_MIN <= w_info["qmin"] and w_info["qmax"] <= INT4_MAX:      # 4 bits or fewer: half a byte each
+            self.register_buffer("weight_int4", pack_int4(codes))
+            self.weight_shape = codes.shape
+        else:
+            self.register_buffer("weight_int", codes)
         self.register_buffer("weight_scale", w_scale)
         self.register_buffer("weight_zero_point", w_zp)
         bias_scale = in_qp.scale.astype(np.float64) * w_scale.astype(np.float64)
@@ -102,6 +110,12 @@ class _QuantizedWeighted(Module):
         self.register_buffer("multiplier_shift", np.asarray(shift, dtype=np.int8))
         self.output_quantized = False
 
+    @property
+    def weight_int(self):
+        """The int8 weight codes (out_features, ...): stored as they are, or two per byte for <= 4 bits."""
+        packed = self._buffers.get("weight_int4")
+        return self._buffers["weight_int"] if packed is None else unpack_int4(packed, self.weight_shape)
+
     def _kernel(self):
         """This layer's integer_ops object (weight packed once; cached outside the module, see _KERNELS)."""
         sources = (*self._buffers.values(), self.in_qp, self.out_qp, self.relu)
@@ -109,7 +123,8 @@ class _QuantizedWeighted(Module):
 
     def _build_kernel(self):
         qmin, qmax = self._out_range()
-        return integer_ops.IntLinear(self.weight_int.reshape(self.weight_int.shape[0], -1), self.weight_zero_point,
+        weight = self.weight_int
+        return integer_ops.IntLinear(weight.reshape(weight.shape[0], -1), self.weight_zero_point,
                                      self.in_qp.zero_point, self.in_qp.qmin, self.in_qp.qmax, self.bias_int,
                                      self.multiplier_m0, self.multiplier_shift, self.out_qp.zero_point, qmin, qmax,
                                      self.layer_name)

@@ -131,8 +131,8 @@ def _layer_row(name, module, wrappers):
            "scheme": "-", "granularity": "-", "observer": "-", "hook_name": row_name, "ref_name": row_name}
     arrays = dict(module_arrays(module))
     info = getattr(module, "w_info", None)
-    if "weight_int" in arrays and isinstance(info, dict):
-        q = arrays["weight_int"]
+    q = getattr(module, "weight_int", None)             # int8 codes (unpacked if stored two per byte)
+    if isinstance(q, np.ndarray) and isinstance(info, dict):
         zp = np.asarray(arrays.get("weight_zero_point", 0)).reshape((-1,) + (1,) * (q.ndim - 1))
         qscheme = str(info.get("qscheme", ""))
         in_qp = getattr(module, "in_qp", None)

@@ -8,7 +8,7 @@ modules (tied weights) are counted once; a scipy.sparse matrix (prune.SparseLine
 and indptr arrays; an optimised graph (graph.GraphModule) counts the arrays its nodes hold. Run-time caches
 kept in tuples (packed GEMM operands) are not counted. So an INT8 Linear
 costs 1 byte per weight plus its bias and scales, and a pruned-but-not-shrunk layer costs as much as the
-dense one (its zeros are still stored). INT4 codes are stored one per byte (int8 arrays), like INT8.
+dense one (its zeros are still stored). INT4 weight codes are stored two per byte (quant/int4.py).
 """
 import numpy as np
 
