@@ -191,3 +191,26 @@ def test_integer_residual_add_fuses_into_the_conv():
         np.testing.assert_array_equal(fused(x).data, unfused(x))
         np.testing.assert_array_equal(unfused(x), qmodel(mc.Tensor(x)).data)
     _assert_integer_between_boundaries(fused.graph)
+
+
+def test_dynamic_quantized_models_trace_into_dynamic_linear_nodes():
+    # quantize_dynamic's Linear (ReLU fused in) is one "dynamic_linear" node: the MLP's graph computes the very
+    # same floats as the module on any batch size, and counts the same bytes (the nodes hold the module's arrays)
+    mc.manual_seed(0)
+    mlp = Q.quantize_dynamic(mc.models.mlp().eval())
+    graph, report = optimize(mlp, _digits(8, 1))
+    assert [n.label for n in graph.graph.nodes if n.op != "input"] == ["dynamic_linear+relu", "dynamic_linear+relu",
+                                                                     "dynamic_linear"]
+    for n, seed in ((8, 2), (1, 3), (33, 4)):
+        x = _digits(n, seed)
+        np.testing.assert_array_equal(graph(x).data, mlp(mc.Tensor(x)).data)
+    assert mc.report.model_size_bytes(graph) == mc.report.model_size_bytes(mlp)
+    # the transformer's attention projections are dynamic_linear nodes among float ops; its float fusions
+    # (softmax scaling, add + LayerNorm) round differently, so close rather than equal
+    transformer = Q.quantize_dynamic(mc.models.tiny_transformer().eval(), Q.per_tensor_dynamic_qconfig)
+    graph, _ = optimize(transformer, _digits(8, 5))
+    assert sum(n.op == "dynamic_linear" for n in graph.graph.nodes) == sum(
+        isinstance(m, Q.quantized.DynamicQuantizedLinear) for m in transformer.modules())
+    x = _digits(16, 6)
+    expected = transformer(mc.Tensor(x)).data
+    np.testing.assert_allclose(graph(x).data, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())

@@ -21,7 +21,9 @@ with s > 0 is increasing and commutes with the ops that only move or compare val
     dequantize, bmm [, div] [, quantize] -> int_bmm[+div][+requantize]   (the attention bmm's, INT8 operands;
         the epilogue x s_a s_b [/ d] [-> quantize] in the same float32 steps, see the end of this file)
 QuantizedAdd is called as `.add(a, b)` (FloatFunctional), not through forward: the tracer wraps that method
-while it runs and records quantize, quantize -> qadd -> dequantize.
+while it runs and records quantize, quantize -> qadd -> dequantize. A dynamically quantized Linear
+(mc.quant.quantize_dynamic) is one node, dynamic_linear[+relu]: float in and out, its activation qparams taken
+from each batch when the graph runs, so it has no integer neighbours to fuse with.
 After them, a chain of integer layers has no float tensor between its ops (Jacob et al., CVPR 2018; the
 "INT8 IN -> INT8 OUT" patterns of the deck). The integer arithmetic is mc.quant's (integer_ops), so an
 optimised graph computes exactly what the converted model computes.
@@ -63,6 +65,18 @@ def convert_qconv2d(m):
                                     "stride": tuple(m.stride), "padding": tuple(m.padding)})
 
 
+def convert_dynamic_linear(m):
+    """DynamicQuantizedLinear as one node: float in, float out, its int8 weight and scales as parameters; the
+    activation's qparams come from each batch when the graph runs (nothing around it is integer to fuse)."""
+    attrs = {"per_row": bool(m.per_row), "act_qmin": int(m.act_qmin), "act_qmax": int(m.act_qmax),
+             "relu": bool(m.relu)}
+    if m.relu:  # fused by mc.quant.quantize_dynamic already; the label says so
+        attrs["epilogue"] = (("relu",),)
+    params = {"weight_int": m.weight_int, "weight_zero_point": m.weight_zero_point, "weight_scale": m.weight_scale,
+              "bias": m.bias}
+    return "dynamic_linear", attrs, params
+
+
 def convert_qmax_pool2d(m):
     (kh, kw), (sh, sw), (ph, pw) = m.kernel_size, m.stride, m.padding
     return "max_pool2d", {"kernel": (kh, kw), "stride": (sh, sw), "pads": (ph, ph, pw, pw), "dilation": (1, 1)}, {}
@@ -98,6 +112,7 @@ def quantized_leaf_layers():
         return {}
     table = {
         "QuantizedLinear": convert_qlinear,
+        "DynamicQuantizedLinear": convert_dynamic_linear,
         "QuantizedConv2d": convert_qconv2d,
         "QuantizedMaxPool2d": convert_qmax_pool2d,
         "QuantizedReLU": lambda m: ("relu", {}, {}),
@@ -191,6 +206,16 @@ def _qconv2d(node):
                                                         a["output_zero_point"], a["qmin"], a["qmax"], node.name), ops)
 
 
+def _dynamic_linear(node):
+    from ..quant import integer_ops
+    a, p = node.attrs, node.params
+    n = p["weight_int"].shape[0]
+    layer = integer_ops.DynamicIntLinear(p["weight_int"], np.broadcast_to(p["weight_zero_point"], (n,)),
+                                         np.broadcast_to(p["weight_scale"], (n,)), p.get("bias"), a["per_row"],
+                                         a["act_qmin"], a["act_qmax"], node.name, relu=a["relu"])
+    return lambda x: layer(np.ascontiguousarray(x.reshape(-1, x.shape[-1]))).reshape(x.shape[:-1] + (n,))
+
+
 def _int_relu(node):
     z = node.attrs["zero_point"]
     return lambda q: np.maximum(q, np.asarray(z).astype(q.dtype))
@@ -217,6 +242,7 @@ KERNELS = {
     "qadd": lambda n: lambda qa, qb: _int_add(qa, qb, n.attrs["step"]),
     "qlinear": _qlinear,
     "qconv2d": _qconv2d,
+    "dynamic_linear": _dynamic_linear,
     "int_relu": _int_relu,
     "int_max_pool2d": _int_max_pool2d,
     "bmm": lambda n: _bmm(n),
