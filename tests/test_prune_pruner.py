@@ -380,3 +380,10 @@ def test_group_lasso_training_zeroes_whole_channels():
         GroupLasso(model, -1.0)
     with pytest.raises(ValueError, match="pattern"):
         GroupLasso(model, 0.1, "2:4")
+
+
+def test_group_soft_threshold_rejects_bad_input():
+    with pytest.raises(ValueError, match="threshold must be finite and >= 0"):
+        mc.prune.group_soft_threshold(np.ones((2, 3), np.float32), -0.1)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        mc.prune.group_soft_threshold(np.ones(3, np.float32), 0.1)

@@ -179,3 +179,10 @@ def test_zero_size_and_bad_arguments_are_clear_errors():
         quantize(np.ones(3), 0.1, 0, 0, 2 ** 20)
     with pytest.raises(TypeError, match="integer array"):
         dequantize(np.ones(3, np.float32), 0.1, 0)
+
+
+def test_ste_grad_rejects_bad_input():
+    with pytest.raises(ValueError, match="grad has shape"):
+        mc.quant.ste_grad(np.ones(3, np.float32), 0.1, 0, -8, 7, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="qmin < qmax"):
+        mc.quant.ste_grad(np.ones(3, np.float32), 0.1, 0, 7, -8, np.ones(3, np.float32))

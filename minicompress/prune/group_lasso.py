@@ -53,6 +53,10 @@ def group_soft_threshold(groups, threshold):
     length. threshold = lr * lambda >= 0. Returns float32. GroupLasso.proximal_step applies the same factors
     to groups that span several parameters (a filter, its bias, its BatchNorm)."""
     groups = np.asarray(groups, dtype=np.float32)
+    if groups.ndim != 2:
+        raise ValueError(f"group_soft_threshold: groups must be 2-D (groups, group_size), got shape {groups.shape}")
+    if not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"group_soft_threshold: threshold must be finite and >= 0, got {threshold!r}")
     return (groups * shrink_factors(row_norms(groups), threshold)[:, None]).astype(np.float32)
 
 

@@ -257,6 +257,9 @@ def ste_grad(x, scale, zero_point, qmin, qmax, grad):
     and is 0 where the clamp cut it off (both ends of [qmin, qmax] count as inside). x, grad: float arrays of
     one shape; scale, zero_point: scalars or arrays broadcastable to x; the result has grad's dtype."""
     x = np.asarray(x)
+    qmin, qmax = check_qrange(qmin, qmax, "ste_grad")
+    if np.shape(grad) != x.shape:
+        raise ValueError(f"ste_grad: grad has shape {np.shape(grad)}, expected x's shape {x.shape}")
     dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
     q = _rounded(x, np.asarray(scale, dtype=dt)) + zero_point
     return grad * ((q >= qmin) & (q <= qmax))
