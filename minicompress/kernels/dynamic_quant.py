@@ -23,6 +23,7 @@ from numba import njit, prange
 
 from .checks import check_array
 from .epilogue import epilogue_per_tensor
+from .packing import GROUP
 
 FLOAT32_EPS = np.float32(np.finfo(np.float32).eps)
 KEY_POS_INF = np.int32(0x7F800000)         # float_range's keys of +inf (bits 0x7F800000) and -inf
@@ -119,10 +120,10 @@ def quantize_per_tensor_into(x, qmax, out):
 
 @njit(cache=True)
 def dynamic_linear_operands(x, qmax, k_groups, columns):
-    """What a one-call dynamic Linear hands its GEMM: (q uint8 [M, 4 k_groups], the epilogue tuple, finite),
+    """What a one-call dynamic Linear hands its GEMM: (q uint8 [M, GROUP k_groups], the epilogue, finite),
     x quantized per tensor (quantize_per_tensor_into) and the epilogue built for its (scale, zero point)
     (epilogue.epilogue_per_tensor with `columns` from epilogue.per_tensor_columns)."""
-    q = np.empty((x.shape[0], k_groups * 4), np.uint8)
+    q = np.empty((x.shape[0], k_groups * GROUP), np.uint8)
     scale, zero_point, finite = quantize_per_tensor_into(x, qmax, q)
     return q, epilogue_per_tensor(columns, x.shape[0], scale, zero_point), finite
 

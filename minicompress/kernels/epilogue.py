@@ -19,8 +19,8 @@ then one of three outputs:
 Per-row za / a_scale allow per-row (per-token) activation quantization; per-column parameters allow
 per-channel weights. All parameters travel as one tuple of arrays (`make_epilogue`; `epilogue_per_tensor` builds
 it inside Numba for the one-call dynamic Linear), so every call of a kernel has the same Numba signature and
-compiles once. The requantized output is written as the low byte into a
-uint8 buffer and viewed as int8 when the caller asked for int8 (two's complement: same bits).
+compiles once. The requantized output is written as the low byte into a uint8 buffer and viewed as int8 when
+the caller asked for int8 (two's complement: same bits).
 """
 import numpy as np
 from numba import njit
@@ -172,11 +172,7 @@ def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
         m = row0 + r
         t = np.uint64(r * 64)
         za_m, rowterm_m = za_delta[m], rowterm[m]
-        if mode == 0 and row_dependent == 0:
-            for j in range(width):
-                c = first + j
-                out_i32[m, c] = min(max(np.int64(tile[t + j]) + colterm[c], low), np.int64(INT32_MAX))
-        elif mode == 0:
+        if mode == 0:
             for j in range(width):
                 c = first + j
                 acc = np.int64(tile[t + j]) + colterm[c]

@@ -12,8 +12,9 @@ Rows left over (M not a multiple of 4) go through a 1-row micro-kernel; columns 
 micro-kernel instead: one register of weights per group and 8 rows, so no vpdpbusd is spent on the padding
 (the 4 x 64 tile would issue 4 times as many, 3 of every 4 on zero columns).
 The driver is the portable one of u8s8.py plus one level of cache blocking: a work item (64 columns x 32 rows,
-items in parallel) keeps its 32 x 64 int32 accumulators in an 8 KB buffer and walks K in blocks of 64 groups, so each 16 KB block of packed weights is read from L2 once and then reused
-from L1 by all 8 row blocks; the fused epilogue then finishes the 32 rows while they are still in L1.
+items in parallel) keeps its 32 x 64 int32 accumulators in an 8 KB buffer and walks K in blocks of 64 groups, so
+each 16 KB block of packed weights is read from L2 once and then reused from L1 by all 8 row blocks; the fused
+epilogue then finishes the 32 rows while they are still in L1.
 Items are ordered chunk-major: one thread sweeps all panels for a 32-row chunk of activations, so the chunk
 (K bytes per row, read as short row-strided pieces) stays in L1/L2 while the packed weights stream by in long
 contiguous runs the hardware prefetcher follows (the panel-major order ran 1024^3 at half this speed).

@@ -30,7 +30,8 @@ from .qtensor import QTensor
 from .quantized_attention import AttentionQConfig, attention_qconfig
 from .workflow import convert, prepare, prepare_qat, quantize_dynamic, simulate
 
-__all__ = ["AttentionQConfig", "attention_qconfig", "qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize", "ste_grad", "calc_qparams_per_group",
+__all__ = ["AttentionQConfig", "attention_qconfig", "qrange", "calc_qparams", "quantize", "dequantize", "fake_quantize",
+           "ste_grad", "calc_qparams_per_group",
            "quantize_per_group", "dequantize_per_group", "MinMaxObserver", "MovingAverageMinMaxObserver",
            "PerChannelMinMaxObserver", "HistogramObserver", "PercentileObserver", "MSEObserver", "EntropyObserver",
            "ObserverBase", "FakeQuantize", "LearnableFakeQuantize", "disable_observer", "enable_observer",
