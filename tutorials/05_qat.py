@@ -78,6 +78,15 @@ print(f"QAT integer    {accuracy(qmodel):.4f}")
 # -> QAT integer    0.9778
 # (they may differ by a sample: the integer model rounds its bias to s_x·s_w and requantizes in fixed point)
 
+# %%
+# 4-bit weights take half a byte: two codes per byte (low nibble first, ONNX's INT4 layout), unpacked to int8
+# once, when the layer builds its kernel
+layer = qmodel[0]
+print(layer.weight_int4.dtype, layer.weight_int4.shape, "->", layer.weight_int.dtype, layer.weight_int.shape)
+print(f"bytes: float {quant.model_size_bytes(model)}, int4 {quant.model_size_bytes(qmodel)}")
+# -> uint8 (4096,) -> int8 (128, 64)
+# -> bytes: float 68904, int4 11340
+
 # %% [markdown]
 # ## 4. Conv + BN: folded while training, statistics frozen after a chosen step
 

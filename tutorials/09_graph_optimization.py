@@ -219,3 +219,17 @@ print([n.label for n in fused.graph.nodes])
 # ->  'qlinear', 'dequantize']
 print(np.array_equal(fused(Xt).data, unfused(Xt)), np.array_equal(unfused(Xt), qcnn(mc.Tensor(Xt)).data))
 # -> True True
+
+# %% [markdown]
+# A dynamically quantized model (`mc.quant.quantize_dynamic`) has no integer tensor between its layers: each
+# Linear quantizes its input from the batch's own range, multiplies in int8 and returns floats. Traced, each
+# layer is one `dynamic_linear` node (with the ReLU that quantize_dynamic fused into it), running the same
+# kernels as the module.
+
+# %%
+dyn_mlp = mc.quant.quantize_dynamic(mc.models.mlp().eval())
+dyn_graph, _ = optimize(dyn_mlp, Xt[:8])
+print([n.label for n in dyn_graph.graph.nodes])
+print(np.array_equal(dyn_graph(Xt).data, dyn_mlp(mc.Tensor(Xt)).data))
+# -> ['input', 'dynamic_linear+relu', 'dynamic_linear+relu', 'dynamic_linear']
+# -> True
