@@ -42,8 +42,13 @@ class BmmNet(nn.Module):
 
 
 def _reference(a, b, a_qp, b_qp, transpose_b, divisor, out_qp):
-    """Independent: codes by the quantization formula, the product in int64, the epilogue in float32."""
-    codes = [np.clip(np.rint(x / qp.scale) + qp.zero_point, qp.qmin, qp.qmax).astype(np.int64) - qp.zero_point
+    """Independent: codes by the quantization formula, the product in int64, the epilogue in float32. Quantizing
+    multiplies by the float32 reciprocal of the scale, PyTorch's convention (x / scale rounds differently
+    within an ulp of a tie: hypothesis found such an output)."""
+    def rounded(x, scale):
+        return np.rint(x * (np.float32(1) / np.float32(scale)))
+
+    codes = [np.clip(rounded(x, qp.scale) + qp.zero_point, qp.qmin, qp.qmax).astype(np.int64) - qp.zero_point
              for x, qp in ((a, a_qp), (b, b_qp))]
     cb = np.swapaxes(codes[1], -1, -2) if transpose_b else codes[1]
     acc = np.einsum("...mk,...kn->...mn", codes[0], cb)
@@ -52,7 +57,7 @@ def _reference(a, b, a_qp, b_qp, transpose_b, divisor, out_qp):
         y = y / np.float32(divisor)
     if out_qp is None:
         return y
-    q = np.clip(np.rint(y / out_qp.scale) + out_qp.zero_point, out_qp.qmin, out_qp.qmax)
+    q = np.clip(rounded(y, out_qp.scale) + out_qp.zero_point, out_qp.qmin, out_qp.qmax)
     return ((q - out_qp.zero_point) * out_qp.scale).astype(np.float32)
 
 

@@ -22,7 +22,7 @@ The techniques, in the order of the course deck:
     static int8          int8 per-channel weights, calibrated uint8 activations, integer-only layers
     ptq int4, qat int4   4-bit weights and activations: calibrated only, and quantization-aware trained
     agp 90% csr          unstructured gradual pruning (Zhu & Gupta 2017) with fine-tuning; Linear weights in CSR
-    2:4                  N:M sparsity fine-tuned with the pattern locked (stored dense: no 2:4 format here)
+    2:4                  N:M sparsity fine-tuned with the pattern locked, stored compressed (prune.NMSparseLinear)
     channel 50% shrunk   half of the conv filters pruned gradually, then physically removed (prune.shrink)
     group lasso shrunk   proximal group lasso (Wen et al. 2016) until 35 % of the filters are exactly zero,
                          then those filters locked, the rest fine-tuned, and the network shrunk
@@ -231,7 +231,8 @@ class Tour:
         pruner = prune.Pruner(model, None, "2:4").prune()
         epochs = self.budget["nm"]
         finetune(model, (self.X, self.y), epochs, 1e-3, [pruner.lock()])
-        self.add("2:4", "mlp", model, "mlp", f"pattern locked, {epochs} epochs; stored dense")
+        self.add("2:4", "mlp", prune.compress_n_of_m(model, 2, 4), "mlp",
+                 f"pattern locked, {epochs} epochs; kept values + 2-bit positions")
 
     def channel(self):
         model = copy.deepcopy(self.floats["cnn"])

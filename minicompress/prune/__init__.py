@@ -8,7 +8,8 @@
 
 One concept a file: masks.py (patterns, selection), criteria.py (magnitude, Taylor, SNIP, group norms),
 schedule.py (AGP and friends), pruner.py, group_lasso.py, layers.py (channel flow), shrink.py,
-cost.py (params, MACs), sparse_linear.py (CSR inference), sensitivity.py.
+cost.py (params, MACs), sparse_linear.py (CSR inference), nm_linear.py (N:M weights stored compressed),
+sensitivity.py.
 """
 from .cost import count_macs, count_params
 from .criteria import TaylorAccumulator, group_norms, magnitude_scores, snip_scores, taylor_scores
@@ -20,6 +21,7 @@ from .schedule import (agp_sparsity, cosine_sparsity, exponential_sparsity, iter
                        make_schedule, one_shot_sparsity)
 from .sensitivity import format_sensitivity, pick_sparsities, plot_sensitivity, sensitivity_scan
 from .shrink import dead_channels, plan_shrink, shrink
+from .nm_linear import NMSparseLinear, compress_n_of_m
 from .sparse_linear import SparseLinear, sparsify_linears
 
 __all__ = ["magnitude_mask", "global_masks", "parse_pattern", "check_pattern", "n_of_m_mask", "mask_sparsity",
@@ -27,5 +29,5 @@ __all__ = ["magnitude_mask", "global_masks", "parse_pattern", "check_pattern", "
            "agp_sparsity", "linear_sparsity", "cosine_sparsity", "exponential_sparsity", "one_shot_sparsity",
            "iterative_sparsity", "make_schedule", "Pruner", "sparsity_report", "format_sparsity_report",
            "GroupLasso", "group_soft_threshold", "shrink", "plan_shrink", "dead_channels", "count_params", "count_macs",
-           "SparseLinear", "sparsify_linears", "sensitivity_scan", "pick_sparsities", "format_sensitivity",
+           "SparseLinear", "sparsify_linears", "NMSparseLinear", "compress_n_of_m", "sensitivity_scan", "pick_sparsities", "format_sensitivity",
            "plot_sensitivity", "prunable_layers", "execution_order", "channel_params"]

@@ -180,6 +180,8 @@ def _float_weight(module, arrays):
     csr = getattr(module, "weight_csr", None)
     if csr is not None:  # prune.SparseLinear: the zeros are not stored
         return np.asarray(csr.todense())
+    if hasattr(module, "dense_weight"):  # prune.NMSparseLinear: only the kept values and their positions
+        return module.dense_weight()
     w = arrays.get("weight")
     return None if w is None else np.asarray(w)
 
