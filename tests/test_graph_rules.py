@@ -275,19 +275,22 @@ ACTS = [nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.ELU, nn.Hardtanh, Swi
 
 @st.composite
 def conv_models(draw):
-    c, layers = 2, []
+    """Random conv stacks on a 6 x 6 input; `size` tracks the feature map, so every kernel fits."""
+    c, size, layers = 2, 6, []
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["conv", "residual"]))
         if kind == "residual":
             layers.append(Residual(c))
             continue
-        out = draw(st.integers(1, 4))
-        layers.append(nn.Conv2d(c, out, draw(st.sampled_from([1, 3])), padding=draw(st.sampled_from([0, 1]))))
-        c = out
+        out, kernel, padding = draw(st.integers(1, 4)), draw(st.sampled_from([1, 3])), draw(st.sampled_from([0, 1]))
+        if size + 2 * padding < kernel:
+            padding = 1                                  # a 3 x 3 kernel on a 1 x 1 map needs the padding
+        layers.append(nn.Conv2d(c, out, kernel, padding=padding))
+        c, size = out, size + 2 * padding - kernel + 1
         if draw(st.booleans()):
             layers.append(nn.BatchNorm2d(c))
         layers.append(draw(st.sampled_from(ACTS))())
-    if draw(st.booleans()):
+    if size >= 2 and draw(st.booleans()):
         layers.append(nn.MaxPool2d(2))
     layers.append(nn.Flatten())
     return layers
