@@ -72,6 +72,8 @@ def test_bad_weights_and_shapes_are_clear_errors():
     layer = NMSparseLinear.from_dense(nm_sparse_linear(rng, 3, 2, 2, 4), 2, 4)
     with pytest.raises(ValueError, match="in_features=8"):
         layer(mc.Tensor(np.ones((2, 7), np.float32)))
+    with pytest.raises(ValueError, match=r"packed positions must be uint8 of shape \(2,\)"):
+        NMSparseLinear(np.ones((2, 2, 2), np.float32), np.zeros(3, np.uint8), 2, 4)
     with pytest.raises(ValueError, match="no Linear"):
         mc.prune.compress_n_of_m(nn.Sequential(nn.ReLU()))
 

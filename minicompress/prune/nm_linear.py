@@ -63,8 +63,14 @@ class NMSparseLinear(Module):
                              f"{values.shape} for n={n}, m={m}")
         self.n, self.m, self.bits = int(n), int(m), position_bits(m)
         self.out_features, self.in_features = values.shape[0], values.shape[1] * self.m
+        packed_positions = np.asarray(packed_positions)
+        expected = -(-values.size * self.bits // 8)
+        if packed_positions.dtype != np.uint8 or packed_positions.shape != (expected,):
+            raise ValueError(f"NMSparseLinear: packed positions must be uint8 of shape ({expected},) for "
+                             f"{values.size} values at {self.bits} bits, got {packed_positions.dtype} "
+                             f"{packed_positions.shape}")
         self.register_buffer("values", values)
-        self.register_buffer("positions", np.asarray(packed_positions, dtype=np.uint8))
+        self.register_buffer("positions", packed_positions)
         self.register_buffer("bias", None if bias is None else np.asarray(bias, dtype=np.float32).copy())
 
     @classmethod
