@@ -162,7 +162,9 @@ def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
     The loops index the operands directly with unsigned offsets (c = col0 + j) instead of slicing views: a
     view in Numba costs a reference-count increment and decrement (atomic, through a call), and one view per
     row made this epilogue cost more than the GEMM itself on small layers (6-16 us for a 256 x 64 output).
-    Unsigned indices also drop Numba's negative-index wraparound test, so LLVM vectorises the inner loops."""
+    Unsigned indices also drop Numba's negative-index wraparound test, so LLVM vectorises the inner loops.
+    Each mode writes out its own `acc = raw + colterm (- row terms)` line on purpose: moving it into a helper
+    function (inlined or not) stopped the vectorisation and made the requantizing loops 5-10x slower."""
     za_delta, rowterm, a_scale, colsum, zw, colterm, m0, left, right, w_scale, bias_f, params = ep
     mode, out_zp, qmin, qmax, relu, row_dependent = params[0], params[1], params[2], params[3], params[4], params[5]
     low = np.int64(0) if relu != 0 else np.int64(INT32_MIN)         # ReLU as a clamp: no branch in the loops
