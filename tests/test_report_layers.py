@@ -93,6 +93,13 @@ def test_shrunk_and_sparse_models(digits):
     csr = sparse[0].weight_csr
     assert rows["0"]["bytes"] == csr.data.nbytes + csr.indices.nbytes + csr.indptr.nbytes + sparse[0].bias.nbytes
     assert rows["0"]["sqnr_db"] > 100  # same arithmetic up to summation order
+    mc.prune.Pruner(model, None, "2:4").prune()                 # N:M stored compressed: the kept values count
+    nm = mc.prune.compress_n_of_m(model, 2, 4)
+    rows = rows_by_name(summarize(nm, digits[:8], reference=model, latency=False))
+    assert rows["0"]["type"] == "NMSparseLinear" and rows["0"]["params"] == 64 * 128 // 2 + 128
+    assert rows["0"]["sparsity"] >= 0.5 and rows["0"]["macs"] == 64 * 128
+    assert rows["0"]["bytes"] == nm[0].values.nbytes + nm[0].positions.nbytes + nm[0].bias.nbytes
+    assert rows["0"]["sqnr_db"] > 100
 
 
 def test_quantized_columns_and_error_against_float(digits):

@@ -148,10 +148,11 @@ def _layer_row(name, module, wrappers):
         weight = _float_weight(module, arrays)
         if wrapped:
             row.update(dtype=wrappers[row_name].dtype, w_bits=16, a_bits=16)
-        csr = getattr(module, "weight_csr", None)
+        csr, nm_values = getattr(module, "weight_csr", None), module._buffers.get("values")
+        stored = (0 if csr is None else csr.nnz) + (0 if nm_values is None else nm_values.size)
         row.update(sparsity=float(np.mean(weight == 0)) if weight is not None and weight.size else 0.0,
                    params=int(sum(p.data.size for p in module._parameters.values() if p is not None)
-                              + (0 if csr is None else csr.nnz)),  # CSR: the stored nonzeros
+                              + stored),  # CSR: the stored nonzeros; N:M: the kept values
                    _weight_shape=None if weight is None else weight.shape)
         if "bias" in module._buffers and module._buffers["bias"] is not None and "bias" not in module._parameters:
             row["params"] += int(np.asarray(module._buffers["bias"]).size)
