@@ -8,8 +8,8 @@ Networks", 2021).
                (bits = ceil(log2 m) rounded up to a divisor of 8: 2 for 2:4, so four positions per byte)
     bytes of W = out * in * n / m * (4 + bits / 8)       2:4: 0.5 + 1/16 = 0.5625 of the dense float32 weight
 
-Inference rebuilds the dense weight (one table lookup and one scatter) at every call and multiplies with BLAS: the
-storage is compressed, the arithmetic is dense. Sparse tensor cores skip the zero half of the products in
+Inference rebuilds the dense weight (one table lookup and one scatter) at every call and multiplies with BLAS:
+the storage is compressed, the arithmetic is dense. Sparse tensor cores skip the zero half of the products in
 hardware; NumPy has nothing of the kind, so here N:M saves bytes, not time (measured in the tour).
 Inference only: no gradient.
 """
@@ -58,8 +58,8 @@ class NMSparseLinear(Module):
     def __init__(self, values, packed_positions, n, m, bias=None):
         super().__init__()
         values = np.asarray(values, dtype=np.float32)
-        if values.ndim != 3 or values.shape[2] != n or not 0 < n < m:
-            raise ValueError(f"NMSparseLinear: values must be (out, in / m, n) with 0 < n < m, got shape "
+        if values.ndim != 3 or values.shape[2] != n or not 0 < n < m <= 256:
+            raise ValueError(f"NMSparseLinear: values must be (out, in / m, n) with 0 < n < m <= 256, got shape "
                              f"{values.shape} for n={n}, m={m}")
         self.n, self.m, self.bits = int(n), int(m), position_bits(m)
         self.out_features, self.in_features = values.shape[0], values.shape[1] * self.m
@@ -80,8 +80,8 @@ class NMSparseLinear(Module):
             raise TypeError(f"NMSparseLinear.from_dense expects a Linear, got {type(linear).__name__}")
         w = linear.weight.data
         out, inp = w.shape
-        if not 0 < n < m or inp % m:
-            raise ValueError(f"{name}: {n}:{m} needs 0 < n < m and in_features ({inp}) a multiple of m={m}")
+        if not 0 < n < m <= 256 or inp % m:
+            raise ValueError(f"{name}: {n}:{m} needs 0 < n < m <= 256 and in_features ({inp}) a multiple of m={m}")
         keep = n_of_m_mask(w, n, m)                                  # the n largest |w| of every group
         dropped = np.count_nonzero(w[~keep])
         if dropped:
