@@ -39,3 +39,10 @@ def pretrained_model():
     def get(name, seed=0):
         return mc.models.pretrained(name, seed=seed)
     return get
+
+
+@pytest.fixture(scope="session")
+def digit_images():
+    """All 1797 digit images (N, 64) float32 of mc.data.load_digits(), no labels; do not modify them."""
+    import minicompress as mc
+    return mc.data.load_digits()[0]

@@ -107,3 +107,10 @@ def float_ranges(draw, n=None, low=-100.0, high=100.0):
     a = draw(arrays(size, low, high, dtype=np.float32))
     b = draw(arrays(size, low, high, dtype=np.float32))
     return np.minimum(a, b), np.maximum(a, b)
+
+
+def seeded_mlp():
+    """The zoo's MLP architecture with the weights of seed 0, in eval mode (untrained: for size / format tests)."""
+    import minicompress as mc
+    mc.manual_seed(0)
+    return mc.models.mlp().eval()

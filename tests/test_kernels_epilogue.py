@@ -85,12 +85,12 @@ def test_qlinear_dynamic_matches_numpy(path, m, k, n, seed, per_row, reduce_rang
 
 
 @given(m=st.integers(1, 20), k=st.integers(1, 70), seed=st.integers(0, 2**32 - 1), per_row=st.booleans(),
-       reduce_range=st.booleans(), shift=st.floats(-5, 5))
-def test_dynamic_quantization_equals_numpy(m, k, seed, per_row, reduce_range, shift):
+       reduce_range=st.booleans(), shift=st.floats(-5, 5), parallel=st.booleans())
+def test_dynamic_quantization_equals_numpy(m, k, seed, per_row, reduce_range, shift, parallel):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((m, k)) + np.float32(shift)).astype(np.float32)
     x[0, 0] = 0.0 if k > 1 else x[0, 0]
-    q, scale, zp = quantize_dynamic_u8(x, per_row=per_row, reduce_range=reduce_range)
+    q, scale, zp = quantize_dynamic_u8(x, per_row=per_row, reduce_range=reduce_range, parallel=parallel)
     q_ref, scale_ref, zp_ref = numpy_dynamic_quant(x, per_row, 127 if reduce_range else 255)
     assert q.shape == (m, -(-k // 4) * 4) and not q[:, k:].any()
     np.testing.assert_array_equal(q[:, :k], q_ref)

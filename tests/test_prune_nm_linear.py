@@ -30,6 +30,10 @@ def test_positions_pack_low_bits_first_and_unpack_back(bits, count, seed):
 
 def test_position_bits_fit_the_group_and_divide_a_byte():
     assert [position_bits(m) for m in (2, 3, 4, 5, 8, 9, 16, 17, 256)] == [1, 2, 2, 4, 4, 4, 4, 8, 8]
+    with pytest.raises(ValueError, match="m = 2 .. 256"):
+        position_bits(257)
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 3\] for 2 bits"):
+        pack_positions(np.array([0, 4]), 2)
 
 
 def nm_sparse_linear(rng, out, groups, n, m, bias=True):

@@ -13,17 +13,9 @@ import pytest
 import minicompress as mc
 from minicompress import tune
 from minicompress.report import model_size_bytes, summarize
+from tests.strategies import seeded_mlp
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, _ = mc.data.load_digits()
-    return X
-
-
-def mlp():
-    mc.manual_seed(0)
-    return mc.models.mlp().eval()
 
 
 def rows_by_name(report):
@@ -35,9 +27,9 @@ def sqnr_db(ref, out):
     return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - out) ** 2))
 
 
-def test_float_mlp_params_bytes_macs_bops(digits):
-    model = mlp()
-    rep = summarize(model, digits[:8], latency=False)
+def test_float_mlp_params_bytes_macs_bops(digit_images):
+    model = seeded_mlp()
+    rep = summarize(model, digit_images[:8], latency=False)
     rows = rows_by_name(rep)
     assert list(rows) == ["0", "2", "4"]
     for name, (n_in, n_out) in {"0": (64, 128), "2": (128, 64), "4": (64, 10)}.items():
@@ -52,42 +44,42 @@ def test_float_mlp_params_bytes_macs_bops(digits):
     assert rep.totals["macs"] == 64 * 128 + 128 * 64 + 64 * 10
 
 
-def test_cnn_macs_follow_the_conv_formula(digits):
+def test_cnn_macs_follow_the_conv_formula(digit_images):
     mc.manual_seed(0)
     model = mc.models.cnn().eval()
-    rows = rows_by_name(summarize(model, digits[:4], latency=False))
+    rows = rows_by_name(summarize(model, digit_images[:4], latency=False))
     assert rows["1"]["macs"] == 16 * 1 * 3 * 3 * 8 * 8
     assert rows["4"]["macs"] == 32 * 16 * 3 * 3 * 8 * 8
     assert rows["9"]["macs"] == 512 * 10
     assert rows["2"]["macs"] == 0 and rows["2"]["type"] == "BatchNorm2d"
 
 
-def test_a_model_against_itself_is_exact(digits):
-    model = mlp()
-    rep = summarize(model, digits[:8], reference=model, latency=False)
+def test_a_model_against_itself_is_exact(digit_images):
+    model = seeded_mlp()
+    rep = summarize(model, digit_images[:8], reference=model, latency=False)
     assert all(r["sqnr_db"] == math.inf and r["cosine"] == pytest.approx(1.0) for r in rep.rows)
     assert rep.totals["compression_ratio"] == 1.0
 
 
-def test_sparsity_counts_zero_weights(digits):
-    model = mlp()
+def test_sparsity_counts_zero_weights(digit_images):
+    model = seeded_mlp()
     w = model[2].weight.data
     w[mc.prune.magnitude_mask(w, 0.75) == False] = 0.0  # noqa: E712
-    rows = rows_by_name(summarize(model, digits[:8], latency=False))
+    rows = rows_by_name(summarize(model, digit_images[:8], latency=False))
     assert rows["2"]["sparsity"] == pytest.approx(1 - np.count_nonzero(w) / w.size)
     assert rows["2"]["sparsity"] == pytest.approx(0.75)
     assert rows["0"]["sparsity"] == 0.0
 
 
-def test_shrunk_and_sparse_models(digits):
-    model = mlp()
+def test_shrunk_and_sparse_models(digit_images):
+    model = seeded_mlp()
     model[0].weight.data[:32] = 0.0  # 32 dead output channels of layer 0 (bias too)
     model[0].bias.data[:32] = 0.0
     small = mc.prune.shrink(model)
-    rows = rows_by_name(summarize(small, digits[:8], latency=False))
+    rows = rows_by_name(summarize(small, digit_images[:8], latency=False))
     assert rows["0"]["params"] == 64 * 96 + 96 and rows["2"]["macs"] == 96 * 64
     sparse = mc.prune.sparsify_linears(model, min_sparsity=0.2)
-    rows = rows_by_name(summarize(sparse, digits[:8], reference=model, latency=False))
+    rows = rows_by_name(summarize(sparse, digit_images[:8], reference=model, latency=False))
     assert rows["0"]["type"] == "SparseLinear"
     assert rows["0"]["sparsity"] == pytest.approx(0.25)
     csr = sparse[0].weight_csr
@@ -95,20 +87,20 @@ def test_shrunk_and_sparse_models(digits):
     assert rows["0"]["sqnr_db"] > 100  # same arithmetic up to summation order
     mc.prune.Pruner(model, None, "2:4").prune()                 # N:M stored compressed: the kept values count
     nm = mc.prune.compress_n_of_m(model, 2, 4)
-    rows = rows_by_name(summarize(nm, digits[:8], reference=model, latency=False))
+    rows = rows_by_name(summarize(nm, digit_images[:8], reference=model, latency=False))
     assert rows["0"]["type"] == "NMSparseLinear" and rows["0"]["params"] == 64 * 128 // 2 + 128
     assert rows["0"]["sparsity"] >= 0.5 and rows["0"]["macs"] == 64 * 128
     assert rows["0"]["bytes"] == nm[0].values.nbytes + nm[0].positions.nbytes + nm[0].bias.nbytes
     assert rows["0"]["sqnr_db"] > 100
 
 
-def test_quantized_columns_and_error_against_float(digits):
-    model = mlp()
+def test_quantized_columns_and_error_against_float(digit_images):
+    model = seeded_mlp()
     ops = tune.tunable_ops(model)
     recipe = {"scheme": "asym", "granularity": "per_tensor", "observer": "histogram"}
     config = tune.with_ops(tune.uniform_config(ops, "int8", recipe), ["4"], "bf16")
-    q = tune.apply_config(model, config, [digits[:128]])
-    x = digits[200:264]
+    q = tune.apply_config(model, config, [digit_images[:128]])
+    x = digit_images[200:264]
     rep = summarize(q, x, reference=model, latency=True, repeat=2)
     rows = rows_by_name(rep)
     r0 = rows["0"]
@@ -135,9 +127,9 @@ def test_quantized_columns_and_error_against_float(digits):
     assert rep.totals["latency_ms"] > 0
 
 
-def test_table_and_json(tmp_path, digits):
-    model = mlp()
-    rep = summarize(model, digits[:8], reference=model, latency=False)
+def test_table_and_json(tmp_path, digit_images):
+    model = seeded_mlp()
+    rep = summarize(model, digit_images[:8], reference=model, latency=False)
     lines = rep.table().splitlines()
     assert len(lines) == 2 + len(rep.rows) + 2 and lines[-1].startswith("total:")
     path = rep.save_json(tmp_path / "r.json")

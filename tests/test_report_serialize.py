@@ -8,17 +8,9 @@ import pytest
 import minicompress as mc
 from minicompress import tune
 from minicompress.report import load, read, save
+from tests.strategies import seeded_mlp
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, _ = mc.data.load_digits()
-    return X
-
-
-def mlp():
-    mc.manual_seed(0)
-    return mc.models.mlp().eval()
 
 
 def cnn():
@@ -57,51 +49,51 @@ def static_config(model, recipe=None, fallback=None, dtype="int8"):
     return tune.with_ops(config, fallback, "bf16") if fallback else config
 
 
-def test_float_models(tmp_path, digits):
-    assert_round_trip(mlp(), digits[:16], tmp_path / "mlp.npz")
-    assert_round_trip(cnn(), digits[:16], tmp_path / "cnn.npz")
+def test_float_models(tmp_path, digit_images):
+    assert_round_trip(seeded_mlp(), digit_images[:16], tmp_path / "mlp.npz")
+    assert_round_trip(cnn(), digit_images[:16], tmp_path / "cnn.npz")
 
 
-def test_static_quantized_with_bf16_fallback(tmp_path, digits):
+def test_static_quantized_with_bf16_fallback(tmp_path, digit_images):
     model = cnn()
-    q = tune.apply_config(model, static_config(model, fallback=["9"]), [digits[:64]])
-    loaded = assert_round_trip(q, digits[100:132], tmp_path / "q.npz")
+    q = tune.apply_config(model, static_config(model, fallback=["9"]), [digit_images[:64]])
+    loaded = assert_round_trip(q, digit_images[100:132], tmp_path / "q.npz")
     assert loaded[1].weight_int.dtype == np.int8
     assert loaded[1].in_qp.scale.dtype == np.float32 and loaded[1].in_qp.scale == q[1].in_qp.scale
     assert type(loaded[9]).__name__ == "LowPrecision" and loaded[9].dtype == "bf16"
 
 
-def test_static_quantized_mlp_int4_and_per_tensor(tmp_path, digits):
-    model = mlp()
+def test_static_quantized_mlp_int4_and_per_tensor(tmp_path, digit_images):
+    model = seeded_mlp()
     recipe = {"scheme": "asym", "granularity": "per_tensor", "observer": "minmax"}
-    assert_round_trip(tune.apply_config(model, static_config(model, recipe), [digits[:64]]), digits[:32],
+    assert_round_trip(tune.apply_config(model, static_config(model, recipe), [digit_images[:64]]), digit_images[:32],
                       tmp_path / "pt.npz")
-    assert_round_trip(tune.apply_config(model, static_config(model, dtype="int4"), [digits[:64]]), digits[:32],
+    assert_round_trip(tune.apply_config(model, static_config(model, dtype="int4"), [digit_images[:64]]), digit_images[:32],
                       tmp_path / "int4.npz")
 
 
-def test_dynamic_quantized(tmp_path, digits):
-    qd = mc.quant.quantize_dynamic(mlp())
-    loaded = assert_round_trip(qd, digits[:32], tmp_path / "dyn.npz")
+def test_dynamic_quantized(tmp_path, digit_images):
+    qd = mc.quant.quantize_dynamic(seeded_mlp())
+    loaded = assert_round_trip(qd, digit_images[:32], tmp_path / "dyn.npz")
     assert type(loaded[0]).__name__ == "DynamicQuantizedLinear"
 
 
-def test_pruned_shrunk_and_sparse(tmp_path, digits):
-    model = mlp()
+def test_pruned_shrunk_and_sparse(tmp_path, digit_images):
+    model = seeded_mlp()
     model[0].weight.data[::2] = 0.0
     model[0].bias.data[::2] = 0.0
     model[2].weight.data[mc.prune.magnitude_mask(model[2].weight, 0.9) == False] = 0.0  # noqa: E712
-    loaded = assert_round_trip(model, digits[:16], tmp_path / "pruned.npz")
+    loaded = assert_round_trip(model, digit_images[:16], tmp_path / "pruned.npz")
     assert np.count_nonzero(loaded[2].weight.data) == np.count_nonzero(model[2].weight.data)
     small = mc.prune.shrink(model)
     assert small[0].out_features == 64
-    assert_round_trip(small, digits[:16], tmp_path / "shrunk.npz")
+    assert_round_trip(small, digit_images[:16], tmp_path / "shrunk.npz")
     sparse = mc.prune.sparsify_linears(model, min_sparsity=0.5)
-    loaded = assert_round_trip(sparse, digits[:16], tmp_path / "csr.npz")
+    loaded = assert_round_trip(sparse, digit_images[:16], tmp_path / "csr.npz")
     assert loaded[2].weight_csr.nnz == sparse[2].weight_csr.nnz
 
 
-def test_shared_arrays_stay_shared(tmp_path, digits):
+def test_shared_arrays_stay_shared(tmp_path, digit_images):
     a = mc.nn.Linear(4, 4)
     model = mc.nn.Sequential(a, mc.nn.ReLU(), a)  # one layer used twice (tied weights)
     loaded = load(save(model, tmp_path / "tied.npz"))
@@ -110,8 +102,8 @@ def test_shared_arrays_stay_shared(tmp_path, digits):
     np.testing.assert_array_equal(outputs(loaded, x), outputs(model, x))
 
 
-def test_the_file_is_one_npz_with_readable_metadata(tmp_path, digits):
-    path = save(mlp(), tmp_path / "m", example_input=digits[:5], metadata={"accuracy": 0.97})
+def test_the_file_is_one_npz_with_readable_metadata(tmp_path, digit_images):
+    path = save(seeded_mlp(), tmp_path / "m", example_input=digit_images[:5], metadata={"accuracy": 0.97})
     assert str(path).endswith(".npz")
     with zipfile.ZipFile(path) as z:
         assert "__minicompress__.npy" in z.namelist()
@@ -119,12 +111,12 @@ def test_the_file_is_one_npz_with_readable_metadata(tmp_path, digits):
     assert meta["metadata"] == {"accuracy": 0.97} and meta["example_input"]["shape"] == [5, 64]
     arch = {row["name"]: row for row in meta["architecture"]}
     assert arch["0"]["type"].endswith(":Linear") and arch["0"]["args"]["in_features"] == 64
-    assert sum(a.size for a in arrays.values()) == sum(p.data.size for p in mlp().parameters())
+    assert sum(a.size for a in arrays.values()) == sum(p.data.size for p in seeded_mlp().parameters())
 
 
 # ---- bad files --------------------------------------------------------------------------------------------------
 def test_truncated_file(tmp_path):
-    path = save(mlp(), tmp_path / "m.npz")
+    path = save(seeded_mlp(), tmp_path / "m.npz")
     data = open(path, "rb").read()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
@@ -132,7 +124,7 @@ def test_truncated_file(tmp_path):
 
 
 def test_corrupt_array_fails_its_checksum(tmp_path):
-    path = save(mlp(), tmp_path / "m.npz")
+    path = save(seeded_mlp(), tmp_path / "m.npz")
     with np.load(path) as f:
         files = {k: f[k] for k in f.files}
     files["a0"] = files["a0"].copy()
@@ -151,7 +143,7 @@ def test_corrupt_array_fails_its_checksum(tmp_path):
 
 
 def test_metadata_problems(tmp_path):
-    path = save(mlp(), tmp_path / "m.npz")
+    path = save(seeded_mlp(), tmp_path / "m.npz")
     with np.load(path) as f:
         files = {k: f[k] for k in f.files}
     meta = json.loads(files["__minicompress__"].tobytes())
@@ -164,7 +156,7 @@ def test_metadata_problems(tmp_path):
     np.savez(tmp_path / "j.npz", **files)
     with pytest.raises(ValueError, match="metadata is corrupt"):
         load(tmp_path / "j.npz")
-    mlp().save(tmp_path / "state.npz")  # a plain state_dict file
+    seeded_mlp().save(tmp_path / "state.npz")  # a plain state_dict file
     with pytest.raises(ValueError, match="no minicompress metadata"):
         load(tmp_path / "state.npz")
     with pytest.raises(ValueError, match="no file"):
@@ -172,8 +164,8 @@ def test_metadata_problems(tmp_path):
 
 
 def test_mismatched_model(tmp_path):
-    path = save(mlp(), tmp_path / "m.npz")
-    load(path, like=mlp())  # matches
+    path = save(seeded_mlp(), tmp_path / "m.npz")
+    load(path, like=seeded_mlp())  # matches
     with pytest.raises(ValueError, match="does not match the expected model") as info:
         load(path, like=cnn())
     assert "Linear expected" in str(info.value) or "expected" in str(info.value)
@@ -201,7 +193,7 @@ def test_classes_outside_the_package_need_permission(tmp_path):
 
 
 def test_what_cannot_be_saved_is_refused(tmp_path):
-    model = mlp()
+    model = seeded_mlp()
     handle = model[0].register_forward_hook(lambda m, a, o: None)
     with pytest.raises(ValueError, match="forward hooks"):
         save(model, tmp_path / "h.npz")
@@ -211,11 +203,11 @@ def test_what_cannot_be_saved_is_refused(tmp_path):
         save(model, tmp_path / "l.npz")
 
 
-def test_tiny_transformer_float_and_quantized(tmp_path, digits):
+def test_tiny_transformer_float_and_quantized(tmp_path, digit_images):
     mc.manual_seed(0)
     model = mc.models.tiny_transformer().eval()
-    assert_round_trip(model, digits[:8], tmp_path / "tt.npz")
+    assert_round_trip(model, digit_images[:8], tmp_path / "tt.npz")
     ops = tune.tunable_ops(model)
-    q = tune.apply_config(model, tune.with_ops(tune.uniform_config(ops), ops[:1], "bf16"), [digits[:32]])
-    loaded = assert_round_trip(q, digits[40:48], tmp_path / "ttq.npz")
+    q = tune.apply_config(model, tune.with_ops(tune.uniform_config(ops), ops[:1], "bf16"), [digit_images[:32]])
+    loaded = assert_round_trip(q, digit_images[40:48], tmp_path / "ttq.npz")
     assert type(loaded.get_submodule(ops[1])).__name__ == "QuantizedLinear"

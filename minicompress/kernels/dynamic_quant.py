@@ -52,21 +52,25 @@ def _quantize_row(row, scale, zp, qmax, out_row):
         out_row[k] = 0
 
 
+@njit(cache=True)
+def _quantize_row_own_range(i, x, row_min, row_max, qmax, out, scales, zero_points):
+    """Row i with its own (scale, zp) from [row_min[i], row_max[i]], written to scales / zero_points."""
+    scale, zp = _qparams(row_min[i], row_max[i], qmax)
+    scales[i], zero_points[i] = scale, zp
+    _quantize_row(x[i], scale, zp, qmax, out[i])
+
+
 @njit(cache=True, parallel=True)
 def _quantize_rows_u8(x, row_min, row_max, qmax, out, scales, zero_points):
     for i in prange(x.shape[0]):
-        scale, zp = _qparams(row_min[i], row_max[i], qmax)
-        scales[i], zero_points[i] = scale, zp
-        _quantize_row(x[i], scale, zp, qmax, out[i])
+        _quantize_row_own_range(i, x, row_min, row_max, qmax, out, scales, zero_points)
 
 
 @njit(cache=True)
 def _quantize_rows_u8_serial(x, row_min, row_max, qmax, out, scales, zero_points):
     """_quantize_rows_u8 on the calling thread (small inputs: no thread start-up)."""
     for i in range(x.shape[0]):
-        scale, zp = _qparams(row_min[i], row_max[i], qmax)
-        scales[i], zero_points[i] = scale, zp
-        _quantize_row(x[i], scale, zp, qmax, out[i])
+        _quantize_row_own_range(i, x, row_min, row_max, qmax, out, scales, zero_points)
 
 
 @njit(cache=True)

@@ -160,8 +160,8 @@ def epilogue_tile(tile, rows, row0, col0, n_cols, ep, out_i32, out_u8, out_f32):
     accumulators tile[r * 64 + j]: one call per work item.
 
     The loops index the operands directly with unsigned offsets (c = col0 + j) instead of slicing views: a
-    view in Numba costs a reference-count increment and decrement (atomic, through a call), and one view per
-    row made this epilogue cost more than the GEMM itself on small layers (6-16 us for a 256 x 64 output).
+    view in Numba is reference-counted (an increment and a decrement, calls in the generated code), and one
+    view per row made this epilogue cost more than the GEMM on small layers (6-16 us for a 256 x 64 output).
     Unsigned indices also drop Numba's negative-index wraparound test, so LLVM vectorises the inner loops.
     Each mode writes out its own `acc = raw + colterm (- row terms)` line on purpose: moving it into a helper
     function (inlined or not) stopped the vectorisation and made the requantizing loops 5-10x slower."""

@@ -25,6 +25,8 @@ from .masks import n_of_m_mask
 
 def position_bits(m):
     """Bits per stored position: ceil(log2 m), rounded up to 1, 2, 4 or 8 so that fields never straddle bytes."""
+    if not 2 <= m <= 256:
+        raise ValueError(f"position_bits: groups of m = 2 .. 256 weights are supported, got m={m}")
     need = max(1, math.ceil(math.log2(m)))
     return next(b for b in (1, 2, 4, 8) if b >= need)
 
@@ -32,7 +34,11 @@ def position_bits(m):
 def pack_positions(positions, bits):
     """uint8 positions (any shape, each < 2^bits) -> uint8 [ceil(size * bits / 8)], first field in the low bits."""
     per_byte = 8 // bits
-    flat = np.asarray(positions, dtype=np.uint8).reshape(-1)
+    flat = np.asarray(positions).reshape(-1)
+    if flat.size and (flat.min() < 0 or flat.max() >= 1 << bits):
+        raise ValueError(f"pack_positions: positions must lie in [0, {(1 << bits) - 1}] for {bits} bits, got "
+                         f"[{flat.min()}, {flat.max()}]")
+    flat = flat.astype(np.uint8)
     padded = np.zeros(-(-flat.size // per_byte) * per_byte, np.uint8)
     padded[:flat.size] = flat
     fields = padded.reshape(-1, per_byte).astype(np.uint16) << (bits * np.arange(per_byte, dtype=np.uint16))
